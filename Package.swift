@@ -1,0 +1,89 @@
+// swift-tools-version: 6.0
+// SCEN: continuous model editing with customized expert networks, served over Kafka and HTTP.
+import PackageDescription
+
+// Core's numerical kernels use AVX2/FMA/F16C (x86-64-v3, "haswell"); see README.
+let fastMath: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "haswell"]),
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "scen",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "scen", targets: ["scen"]),
+        .executable(name: "scen-ingest", targets: ["Ingest"]),
+        .executable(name: "scen-trainer", targets: ["Trainer"]),
+        .executable(name: "scen-router", targets: ["Router"]),
+        .library(name: "Core", targets: ["Core"]),
+        .library(name: "Storage", targets: ["Storage"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries: a modulemap and a shim header each, nothing else.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        // Pure computation: GGUF, tokenizer, Gemma 3 forward/backward, SCEN.
+        .target(name: "Core", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
+        // Durable I/O: the libpq and librdkafka owners, repositories, migrations.
+        .target(
+            name: "Storage",
+            dependencies: [
+                "Core", "CLibPQ", "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "scen",
+            dependencies: [
+                "Core", "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "Ingest",
+            dependencies: [
+                "Core", "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .executableTarget(
+            name: "Trainer",
+            dependencies: [
+                "Core", "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .executableTarget(
+            name: "Router",
+            dependencies: [
+                "Core", "Storage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+
+        // Hermetic unit tests: tiny synthetic models, no network, broker or database.
+        .testTarget(name: "CoreTests", dependencies: ["Core"], swiftSettings: fastMath),
+        // Against the real model file (models/), run by `make test`.
+        .testTarget(name: "ModelTests", dependencies: ["Core"], swiftSettings: fastMath),
+        // Against the local stack (PostgreSQL + Kafka broker), run by `make test`.
+        .testTarget(name: "StackTests", dependencies: ["Core", "Storage"]),
+    ]
+)
