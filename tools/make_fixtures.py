@@ -1,6 +1,16 @@
 #!/usr/bin/env python3
 """Generate llama.cpp / gguf-python *oracle fixtures* for the Swift tests.
 
+Quirks worth knowing (llama.cpp, this GGUF: tokenizer.ggml.model=llama (SPM),
+add_space_prefix=false): spaces become U+2581 with no prefix space; digits are
+always single tokens; runs of spaces/newlines/tabs have their own tokens; chars
+absent from the vocab fall back to byte tokens <0xNN>; a literal U+2581 in the
+input is indistinguishable from a space; "<bos>" typed as text (special=False)
+is '<' 'bos' '>'. The 165 USER_DEFINED tokens (runs of 1-31 newlines, 2-31
+spaces, 1-31 tabs, ~70 HTML tags such as <b> <td> </table>, "[multimodal]",
+"<start_of_image>") are cut out of the text first, longest match, even with
+special=False; so "hello    world" is 'hello' '    ' 'world' (no ' world').
+
 The Swift engine is compared against llama.cpp (via llama-cpp-python) and the
 reference GGUF reader/dequantiser of the `gguf` Python package. This script is
 NOT needed to build or test the Swift package: its outputs are committed under
@@ -27,19 +37,29 @@ Files written to --out (all UTF-8 JSON; the list files have one entry a line):
                    special=False) per id, hex; pieces = the same bytes decoded
                    as UTF-8 with errors="replace". With special=False control
                    tokens such as BOS render as "" (empty).
-  logits.json      list of {"prompt", "ids", "top10", "logit_stats", "probe"}.
+  logits.json      list of {"prompt", "special", "ids", "top10", "logit_stats",
+                   "probe"}. ids = tokenize(prompt, add_bos=True, special)
+                   (special is true only for the chat-formatted prompts).
                    Logits at the LAST prompt position after evaluating ids
                    (BOS included) in one batch; n_ctx=2048, n_batch=512,
                    2 threads. top10 = [[id, logit]] by logit desc;
                    logit_stats = mean/std/max over the whole vocabulary
                    (float64, population std); probe = [[id, logit]] for the
                    fixed id list PROBE_IDS (0..9 + 10 seeded random ids).
-  greedy.json      list of {"prompt", "prompt_ids", "ids", "text",
-                   "stop_reason"}: up to 16 new tokens by explicit argmax over
-                   llama.cpp's logits step by step (no sampler), stopping after
+                   self_diff = how far llama.cpp disagrees WITH ITSELF when the
+                   same prompt is fed one token at a time (max/mean abs logit
+                   difference over the vocab, top1_same): llama.cpp quantises
+                   activations (Q8) and picks kernels by batch size, so ~0.5-1.0
+                   max abs differences are normal; use it to size tolerances.
+  greedy.json      list of {"prompt", "special", "prompt_ids", "ids", "text",
+                   "stop_reason", "margins"}: same prompts as logits.json; up
+                   to 16 new tokens by explicit argmax over llama.cpp's logits
+                   step by step (1-token evals, no sampler), stopping after
                    EOS (tokenizer.ggml.eos_token_id) or <end_of_turn> (the stop
                    token is included in ids, excluded from text). text is the
                    concatenation of the pieces (special=False) of ids.
+                   margins[i] = top1 - top2 logit at step i: a step with a tiny
+                   margin may legitimately flip in another implementation.
   dequant.json     list of {"name", "type", "shape", "rows", "row_prefix",
                    "sum", "sum_abs", "n_elements"} for up to 3 tensors of each
                    ggml type in the file (token_embd.weight included), via
@@ -50,6 +70,7 @@ Files written to --out (all UTF-8 JSON; the list files have one entry a line):
                    row_prefix == ne0 the rows are complete). sum / sum_abs are
                    over the whole dequantised tensor in float64.
   model_meta.json  {"gguf_version", "tensor_count", "kv_count", "data_offset",
+                   "alignment",
                    "metadata": {key: {"type", "value"} or for arrays
                    {"type": "ARRAY", "elem_type", "length", "first5"}},
                    "tensors": [{"name", "type", "shape", "offset",
@@ -73,7 +94,7 @@ N_CTX = 2048
 N_BATCH = 512
 N_THREADS = 2
 GREEDY_NEW_TOKENS = 16
-MAX_ROW_VALUES = 1024  # rows longer than this are truncated (row_prefix)
+MAX_ROW_VALUES = 2048  # rows longer than this would be truncated (row_prefix); none are in this model
 
 # --------------------------------------------------------------------------
 # Inputs
@@ -145,6 +166,16 @@ TOKENIZER_TEXTS = [
     "ALL CAPS TEXT AND MiXeD cAsE",
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     "▁already has U+2581 ▁▁",
+    # user-defined tokens (type 4) are split out BEFORE the SPM merge, even
+    # with special=False: runs of 1-31 "\n", 2-31 spaces, 1-31 tabs, HTML tags
+    # like <b> <table> <td>, "[multimodal]", "<start_of_image>"
+    "<b>bold</b> and <table><tr><td>x</td></tr></table>",
+    "<h1>Title</h1>\n<p>para</p> <code>x</code>",
+    "[multimodal] <start_of_image><end_of_image>",
+    "word" + " " * 40 + "end",
+    "x" + "\n" * 35 + "y",
+    "  \n  \t \n",
+    "a \n b",
 ]
 
 LONG_PROMPT = (
@@ -187,8 +218,16 @@ LOGIT_PROMPTS = [
     "Once upon a time, there was a",
     "My favourite colour is",
     LONG_PROMPT,
-    "<start_of_turn>user\nWhat is the capital of Italy?<end_of_turn>\n<start_of_turn>model\n",
+    # chat-formatted: tokenized with special=True so the turn markers are the
+    # control tokens 105/106 (entries carry "special": true)
+    ("<start_of_turn>user\nWhat is the capital of Italy?<end_of_turn>\n<start_of_turn>model\n", True),
+    ("<start_of_turn>user\nSay hello in one word.<end_of_turn>\n<start_of_turn>model\n", True),
 ]
+
+
+def prompt_spec(p):
+    """(text, special) for a LOGIT_PROMPTS entry."""
+    return p if isinstance(p, tuple) else (p, False)
 
 # --------------------------------------------------------------------------
 # helpers
@@ -203,6 +242,23 @@ def dump_list(path, entries):
             f.write(json.dumps(e, ensure_ascii=False, separators=(",", ":")))
             f.write(",\n" if i + 1 < len(entries) else "\n")
         f.write("]\n")
+
+
+def dump_meta(path, obj):
+    """model_meta.json: top-level keys, then one metadata key / tensor a line."""
+    j = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("{\n")
+        for k, v in obj.items():
+            if k in ("metadata", "tensors"):
+                continue
+            f.write(f"{j(k)}:{j(v)},\n")
+        f.write('"metadata":{\n')
+        items = list(obj["metadata"].items())
+        f.write(",\n".join(f"{j(k)}:{j(v)}" for k, v in items))
+        f.write('\n},\n"tensors":[\n')
+        f.write(",\n".join(j(t) for t in obj["tensors"]))
+        f.write("\n]\n}\n")
 
 
 def dump_obj(path, obj):
@@ -294,30 +350,44 @@ def make_tokenizer(orc):
 
 def make_logits(orc, probe_ids):
     out = []
-    for p in LOGIT_PROMPTS:
-        ids = orc.tokenize(p)
+    for spec in LOGIT_PROMPTS:
+        p, special = prompt_spec(spec)
+        ids = orc.tokenize(p, special=special)
         lg = orc.last_logits(ids)
         order = np.argsort(-lg, kind="stable")[:10]
         l64 = lg.astype(np.float64)
+        # llama.cpp's own kernel noise: same prompt fed one token at a time
+        # (different matmul kernels / activation quantisation than the batch)
+        orc.llm.reset()
+        for t in ids:
+            lg1 = orc.step(t)
+        d = np.abs(lg1.astype(np.float64) - l64)
         out.append({
             "prompt": p,
+            "special": special,
             "ids": ids,
             "top10": [[int(i), sig7(lg[i])] for i in order],
             "logit_stats": {"mean": sig7(l64.mean()), "std": sig7(l64.std()), "max": sig7(l64.max())},
             "probe": [[int(i), sig7(lg[i])] for i in probe_ids],
+            "self_diff": {"max_abs": sig7(d.max()), "mean_abs": sig7(d.mean()),
+                          "top1_same": bool(int(np.argmax(lg1)) == int(order[0]))},
         })
     return out
 
 
 def make_greedy(orc, stop_ids):
     out = []
-    for p in LOGIT_PROMPTS:
-        ids = orc.tokenize(p)
+    for spec in LOGIT_PROMPTS:
+        p, special = prompt_spec(spec)
+        ids = orc.tokenize(p, special=special)
         lg = orc.last_logits(ids)
         new = []
+        margins = []
         reason = "length"
         while True:
             t = int(np.argmax(lg))
+            top2 = np.partition(lg, -2)[-2:]
+            margins.append(round(float(top2[1] - top2[0]), 4))
             new.append(t)
             if t in stop_ids:
                 reason = "stop_token"
@@ -327,7 +397,8 @@ def make_greedy(orc, stop_ids):
             lg = orc.step(t)
         text_ids = [t for t in new if t not in stop_ids]
         text = b"".join(orc.piece(t) for t in text_ids).decode("utf-8", "replace")
-        out.append({"prompt": p, "prompt_ids": ids, "ids": new, "text": text, "stop_reason": reason})
+        out.append({"prompt": p, "special": special, "prompt_ids": ids, "ids": new, "text": text,
+                    "stop_reason": reason, "margins": margins})
     return out
 
 
@@ -356,6 +427,8 @@ def field_value(reader, field):
 def make_model_meta(reader):
     meta = {}
     for k, f in reader.fields.items():
+        if k.startswith("GGUF."):  # header pseudo-fields of GGUFReader, not KV pairs
+            continue
         meta[k] = field_value(reader, f)
     tensors = []
     for t in reader.tensors:
@@ -368,7 +441,8 @@ def make_model_meta(reader):
             "file_offset": int(t.data_offset),
             "n_bytes": int(t.n_bytes),
         })
-    g = lambda k: meta.get(k, {}).get("value")
+    g = lambda k: reader.fields[k].contents()
+    assert g("GGUF.kv_count") == len(meta), (g("GGUF.kv_count"), len(meta))
     return {
         "gguf_version": g("GGUF.version"),
         "tensor_count": g("GGUF.tensor_count"),
@@ -451,7 +525,7 @@ def main():
     bos_id = int(reader.fields["tokenizer.ggml.bos_token_id"].contents())
 
     if want("meta"):
-        dump_obj(os.path.join(args.out, "model_meta.json"), make_model_meta(reader))
+        dump_meta(os.path.join(args.out, "model_meta.json"), make_model_meta(reader))
         print("model_meta.json written", file=sys.stderr)
     if want("dequant"):
         dump_list(os.path.join(args.out, "dequant.json"), make_dequant(reader))

@@ -1,0 +1,371 @@
+// The Gemma 3 forward pass over a KV cache, and greedy generation.
+//
+// One forward call runs T new tokens (T > 1: prefill, matrix-matrix products; T = 1: decode,
+// matrix-vector products) at positions p0 … p0+T−1 through every block:
+//
+//   h ← embedding[id] · √D
+//   per block:  a = RMSNorm(h) · attn_norm
+//               q, k, v = a · W_qkvᵀ;  q, k ← per-head RMSNorm (q_norm, k_norm), NEOX RoPE
+//               (base 1e4 on sliding-window layers, 1e6 on global ones); k, v → cache
+//               o = softmax(q·kᵀ / √E + causal/sliding-window mask) · v   (GQA: H/K q heads per kv head)
+//               h ← h + RMSNorm(o · W_oᵀ) · post_attention_norm
+//               b = RMSNorm(h) · ffn_norm
+//               x = gelu_tanh(b · W_gateᵀ) ⊙ (b · W_upᵀ)                    ← FFNEdit.swift hook
+//               h ← h + RMSNorm(x · W_downᵀ) · post_ffw_norm
+//   logits = (RMSNorm(h) · output_norm) · embeddingᵀ   (tied; Gemma 3 has no final softcap)
+//
+// Logits are computed only for the rows asked for (the last one by default).
+
+import Foundation
+
+/// A request's state: KV cache, scratch memory, the active edit. Not thread-safe; reusable
+/// after `reset()`.
+public final class GemmaSession {
+    public let model: GemmaModel
+    public let config: GemmaConfig
+    /// Most tokens the KV cache holds.
+    public let capacity: Int
+    /// Tokens in the cache (the position of the next token).
+    public private(set) var position = 0
+    /// Sees the FFN down-projection input of every layer in every forward call (see FFNEdit.swift).
+    public var observer: (any ForwardObserver)?
+    /// The edit applied to layer `layer`'s down projection for this request, if any.
+    public private(set) var activeEdit: (layer: Int, edit: any DownProjectionEdit)?
+
+    /// Key and value caches per layer: [capacity, K·E] each (keys after k_norm and RoPE).
+    private let keyCache: [UnsafeMutablePointer<Float>]
+    private let valueCache: [UnsafeMutablePointer<Float>]
+    /// Logits of the last forward call's output rows: [rows, V].
+    private var logits: UnsafeMutablePointer<Float>
+    private var logitRowCapacity = 1
+    private var scratch: Scratch
+    private let lastRowOnly = [0]
+    /// ggml's RoPE frequency ratio per dimension pair: base^(−2/E), per layer type.
+    private let thetaScaleLocal: Float
+    private let thetaScaleGlobal: Float
+
+    /// Query rows per attention tile during prefill (bounds the score buffer to tile × capacity).
+    static let attentionTile = 64
+
+    init(model: GemmaModel, capacity: Int) {
+        precondition(capacity > 0, "capacity must be positive")
+        self.model = model
+        config = model.config
+        self.capacity = capacity
+        let kv = capacity * config.kvHeadCount * config.headDim
+        keyCache = (0..<config.blockCount).map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
+        }
+        valueCache = (0..<config.blockCount).map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
+        }
+        logits = .allocate(capacity: config.vocabSize)
+        logits.initialize(repeating: 0, count: config.vocabSize)
+        scratch = Scratch(config: config, rows: 1, capacity: capacity)
+        thetaScaleLocal = powf(config.ropeBaseLocal, -2 / Float(config.headDim))
+        thetaScaleGlobal = powf(config.ropeBaseGlobal, -2 / Float(config.headDim))
+    }
+
+    deinit {
+        for p in keyCache { p.deallocate() }
+        for p in valueCache { p.deallocate() }
+        logits.deallocate()
+    }
+
+    /// Empties the cache and drops the active edit.
+    public func reset() {
+        position = 0
+        activeEdit = nil
+    }
+
+    /// Sets (or with nil clears) the edit applied at `layer` from the next forward call on.
+    public func setEdit(_ edit: (any DownProjectionEdit)?, layer: Int) {
+        precondition(layer >= 0 && layer < config.blockCount, "layer \(layer) out of range")
+        activeEdit = edit.map { (layer, $0) }
+    }
+
+    // MARK: Public forward calls
+
+    /// Runs `ids` (appended after the cached tokens) and returns the logits [V] of the last one.
+    /// If `editor` is given it is consulted at its layer (see FFNEdit.swift) and its choice
+    /// becomes the active edit, applied to these tokens and all later ones.
+    @discardableResult
+    public func prefill(_ ids: [Int32], editor: (any DownProjectionEditor)? = nil) throws -> [Float] {
+        try run(ids, outputRows: [ids.count - 1], editor: editor)
+        return Array(UnsafeBufferPointer(start: logits, count: config.vocabSize))
+    }
+
+    /// Like `prefill(_:editor:)`, returning the logits of the rows `logitRows` (indices into `ids`).
+    public func prefill(_ ids: [Int32], editor: (any DownProjectionEditor)? = nil, logitRows: [Int]) throws -> [[Float]] {
+        try run(ids, outputRows: logitRows, editor: editor)
+        let v = config.vocabSize
+        return logitRows.indices.map { Array(UnsafeBufferPointer(start: logits + $0 * v, count: v)) }
+    }
+
+    /// Runs one token and returns its logits [V].
+    public func decode(_ id: Int32) throws -> [Float] {
+        try decodeInPlace(id)
+        return Array(UnsafeBufferPointer(start: logits, count: config.vocabSize))
+    }
+
+    /// Runs one token; its logits stay in the session (`withLastLogits`). Allocation-free.
+    public func decodeInPlace(_ id: Int32) throws {
+        try run([id], outputRows: lastRowOnly, editor: nil)
+    }
+
+    /// Calls `body` with the logits [V] of the last row of the last forward call.
+    public func withLastLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: logits, count: config.vocabSize))
+    }
+
+    /// Greedy generation for one request: resets the session, prefills `prompt` (with the
+    /// editor, if any), then appends the argmax token until one in `stopIDs` comes up (it is
+    /// returned as the last id, as llama.cpp's greedy fixtures do), `maxTokens` are produced or
+    /// the cache is full. Returns the new token ids.
+    public func generate(prompt: [Int32], maxTokens: Int, stopIDs: Set<Int32> = [],
+                         editor: (any DownProjectionEditor)? = nil) throws -> [Int32] {
+        reset()
+        var out: [Int32] = []
+        guard maxTokens > 0 else { return out }
+        out.reserveCapacity(maxTokens)
+        try run(prompt, outputRows: [prompt.count - 1], editor: editor)
+        while true {
+            let next = Int32(Kernels.argmax(logits, count: config.vocabSize))
+            out.append(next)
+            if stopIDs.contains(next) || out.count >= maxTokens || position >= capacity { break }
+            try decodeInPlace(next)
+        }
+        return out
+    }
+
+    // MARK: Forward pass
+
+    private func run(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) throws {
+        let t = ids.count
+        guard t > 0 else { throw GemmaError.emptyInput }
+        guard position + t <= capacity else { throw GemmaError.contextFull(capacity: capacity) }
+        for id in ids where id < 0 || Int(id) >= config.vocabSize { throw GemmaError.invalidToken(id) }
+        for r in outputRows where r < 0 || r >= t { throw GemmaError.badConfig("logit row \(r) out of 0..<\(t)") }
+        if let editor, editor.layer < 0 || editor.layer >= config.blockCount {
+            throw GemmaError.badConfig("editor layer \(editor.layer) out of range")
+        }
+        if scratch.rows < t { scratch = Scratch(config: config, rows: t, capacity: capacity) }
+        if outputRows.count > logitRowCapacity {
+            logits.deallocate()
+            logitRowCapacity = outputRows.count
+            logits = .allocate(capacity: logitRowCapacity * config.vocabSize)
+        }
+        forward(ids, outputRows: outputRows, editor: editor)
+        position += t
+    }
+
+    private func forward(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) {
+        let c = config, s = scratch
+        let t = ids.count, p0 = position
+        let d = c.hiddenSize, f = c.ffnSize, e = c.headDim, half = e / 2
+        let qkvWidth = c.qkvRows, hE = c.headCount * e, kE = c.kvHeadCount * e
+        let eps = c.rmsNormEps
+
+        // Embedding × √D.
+        for (r, id) in ids.enumerated() {
+            model.embedding.copyRow(Int(id), into: s.hidden + r * d)
+        }
+        Kernels.scale(s.hidden, count: t * d, by: c.embeddingScale)
+
+        // RoPE cos/sin of the T positions for both layer types, as ggml computes them.
+        fillRope(p0: p0, rows: t, thetaScale: thetaScaleLocal, cos: s.cosLocal, sin: s.sinLocal)
+        fillRope(p0: p0, rows: t, thetaScale: thetaScaleGlobal, cos: s.cosGlobal, sin: s.sinGlobal)
+
+        for (l, b) in model.blocks.enumerated() {
+            let global = c.isGlobal(layer: l)
+            let cosT = global ? s.cosGlobal : s.cosLocal, sinT = global ? s.sinGlobal : s.sinLocal
+
+            // Attention.
+            b.attentionNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
+            }
+            b.qkv.values.withUnsafeBufferPointer { w in
+                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: qkvWidth, output: s.qkv)
+            }
+            b.queryNorm.withUnsafeBufferPointer { qn in
+                b.keyNorm.withUnsafeBufferPointer { kn in
+                    for r in 0..<t {
+                        let row = s.qkv + r * qkvWidth
+                        let cr = cosT + r * half, sr = sinT + r * half
+                        Kernels.rmsNorm(row, rows: c.headCount, width: e, stride: e, weight: qn.baseAddress!, eps: eps, out: row, outStride: e)
+                        Kernels.rmsNorm(row + hE, rows: c.kvHeadCount, width: e, stride: e, weight: kn.baseAddress!, eps: eps, out: row + hE, outStride: e)
+                        for h in 0..<(c.headCount + c.kvHeadCount) {
+                            Kernels.rope(row + h * e, half: half, cos: cr, sin: sr)
+                        }
+                        (keyCache[l] + (p0 + r) * kE).update(from: row + hE, count: kE)
+                        (valueCache[l] + (p0 + r) * kE).update(from: row + hE + kE, count: kE)
+                    }
+                }
+            }
+            attention(layer: l, global: global, rows: t, p0: p0)
+            b.attentionOutput.values.withUnsafeBufferPointer { w in
+                BLAS.linear(rows: t, input: s.attn, inputWidth: hE, weight: w.baseAddress!, outputWidth: d, output: s.proj)
+            }
+            b.postAttentionNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
+            }
+            Kernels.add(s.proj, into: s.hidden, count: t * d)
+
+            // Feed-forward.
+            b.ffnNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
+            }
+            b.gateUp.values.withUnsafeBufferPointer { w in
+                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: 2 * f, output: s.gateUp)
+            }
+            Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
+
+            // The editing hook (FFNEdit.swift): observe x, let the editor choose, apply the edit.
+            if observer != nil || editor?.layer == l {
+                let x = FFNActivations(layer: l, positions: p0 ..< p0 + t, width: f, base: s.act)
+                observer?.observeFFNInput(x)
+                if let editor, editor.layer == l {
+                    activeEdit = editor.selectEdit(for: x).map { (l, $0) }
+                }
+            }
+            if let active = activeEdit, active.layer == l {
+                if !active.edit.replacesBaseOutput { down(b, rows: t) }
+                active.edit.apply(input: s.act, rows: t, ffnSize: f, output: s.proj, hiddenSize: d)
+            } else {
+                down(b, rows: t)
+            }
+            b.postFFNNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
+            }
+            Kernels.add(s.proj, into: s.hidden, count: t * d)
+        }
+
+        // Final norm of the requested rows, then logits against the tied embedding.
+        model.outputNorm.withUnsafeBufferPointer { w in
+            for (i, r) in outputRows.enumerated() {
+                Kernels.rmsNorm(s.hidden + r * d, rows: 1, width: d, stride: d, weight: w.baseAddress!, eps: eps,
+                                out: s.normed + i * d, outStride: d)
+            }
+        }
+        model.embedding.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
+    }
+
+    /// proj ← act · W_downᵀ.
+    @inline(__always)
+    private func down(_ b: GemmaBlockWeights, rows t: Int) {
+        b.down.values.withUnsafeBufferPointer { w in
+            BLAS.linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: w.baseAddress!,
+                        outputWidth: config.hiddenSize, output: scratch.proj)
+        }
+    }
+
+    /// ggml_rope_cache_init with ext_factor 0, freq_scale 1, mscale 1: θ_i = p · thetaScale^i,
+    /// accumulated in Float32.
+    private func fillRope(p0: Int, rows: Int, thetaScale: Float, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
+        let half = config.headDim / 2
+        for r in 0..<rows {
+            var theta = Float(p0 + r)
+            for i in 0..<half {
+                cos[r * half + i] = Foundation.cos(theta)
+                sin[r * half + i] = Foundation.sin(theta)
+                theta *= thetaScale
+            }
+        }
+    }
+
+    /// attn[t, h·E ..< (h+1)·E] = softmax(q_{t,h} · K_gᵀ · scale, masked) · V_g for the T rows of
+    /// this call; g = h / (H/K). Keys visible to position p: 0…p (global) or p−W+1…p (local).
+    private func attention(layer l: Int, global: Bool, rows t: Int, p0: Int) {
+        let c = config, s = scratch
+        let e = c.headDim, hE = c.headCount * e, kE = c.kvHeadCount * e, qkvWidth = c.qkvRows
+        let group = c.headCount / c.kvHeadCount
+        let window = c.slidingWindow
+        let keys = keyCache[l], values = valueCache[l]
+        let scale = c.queryScale
+
+        if t == 1 {
+            // Decode: the H/K query heads of one kv head form a contiguous [H/K, E] matrix.
+            let p = p0
+            let lo = global ? 0 : max(0, p - window + 1)
+            let n = p - lo + 1
+            for g in 0..<c.kvHeadCount {
+                BLAS.gemmNT(m: group, n: n, k: e, alpha: scale, a: s.qkv + g * group * e, lda: e,
+                            b: keys + lo * kE + g * e, ldb: kE, c: s.scores, ldc: n)
+                for r in 0..<group { Kernels.softmax(s.scores + r * n, count: n) }
+                BLAS.gemmNN(m: group, n: e, k: n, a: s.scores, lda: n,
+                            b: values + lo * kE + g * e, ldb: kE, c: s.attn + g * group * e, ldc: e)
+            }
+            return
+        }
+
+        for h in 0..<c.headCount {
+            let g = h / group
+            var t0 = 0
+            while t0 < t {
+                let t1 = min(t, t0 + Self.attentionTile), m = t1 - t0
+                let kLo = global ? 0 : max(0, p0 + t0 - window + 1)
+                let kHi = p0 + t1
+                let n = kHi - kLo
+                BLAS.gemmNT(m: m, n: n, k: e, alpha: scale, a: s.qkv + t0 * qkvWidth + h * e, lda: qkvWidth,
+                            b: keys + kLo * kE + g * e, ldb: kE, c: s.scores, ldc: n)
+                for r in 0..<m {
+                    let p = p0 + t0 + r
+                    let first = (global ? 0 : max(0, p - window + 1)) - kLo, last = p - kLo
+                    let row = s.scores + r * n
+                    if first > 0 { row.update(repeating: 0, count: first) }
+                    Kernels.softmax(row + first, count: last - first + 1)
+                    if last + 1 < n { (row + last + 1).update(repeating: 0, count: n - last - 1) }
+                }
+                BLAS.gemmNN(m: m, n: e, k: n, a: s.scores, lda: n,
+                            b: values + kLo * kE + g * e, ldb: kE, c: s.attn + t0 * hE + h * e, ldc: hE)
+                t0 = t1
+            }
+        }
+    }
+}
+
+/// Per-session scratch buffers for up to `rows` tokens per forward call.
+private final class Scratch {
+    let rows: Int
+    /// [rows, D] residual stream h.
+    let hidden: UnsafeMutablePointer<Float>
+    /// [rows, D] normalised h (attention / FFN input; first rows reused for the final norm).
+    let normed: UnsafeMutablePointer<Float>
+    /// [rows, H·E + 2·K·E] q | k | v.
+    let qkv: UnsafeMutablePointer<Float>
+    /// [rows, H·E] attention output before W_o.
+    let attn: UnsafeMutablePointer<Float>
+    /// [rows, D] output of W_o or W_down.
+    let proj: UnsafeMutablePointer<Float>
+    /// [rows, 2F] gate | up.
+    let gateUp: UnsafeMutablePointer<Float>
+    /// [rows, F] x = gelu(gate) ⊙ up.
+    let act: UnsafeMutablePointer<Float>
+    /// [max(tile, H/K), capacity] attention scores.
+    let scores: UnsafeMutablePointer<Float>
+    /// [rows, E/2] RoPE tables per layer type.
+    let cosLocal, sinLocal, cosGlobal, sinGlobal: UnsafeMutablePointer<Float>
+    private let all: UnsafeMutablePointer<Float>
+
+    init(config c: GemmaConfig, rows: Int, capacity: Int) {
+        self.rows = rows
+        let d = c.hiddenSize, f = c.ffnSize, e = c.headDim
+        let sizes = [rows * d, rows * d, rows * c.qkvRows, rows * c.headCount * e, rows * d,
+                     rows * 2 * f, rows * f,
+                     max(GemmaSession.attentionTile, c.headCount / c.kvHeadCount) * capacity,
+                     rows * e / 2, rows * e / 2, rows * e / 2, rows * e / 2]
+        // Each buffer starts on a 64-byte boundary.
+        let padded = sizes.map { ($0 + 15) / 16 * 16 }
+        let total = padded.reduce(0, +)
+        all = .allocate(capacity: total)
+        all.initialize(repeating: 0, count: total)
+        var offsets: [Int] = []
+        var o = 0
+        for p in padded { offsets.append(o); o += p }
+        hidden = all + offsets[0]; normed = all + offsets[1]; qkv = all + offsets[2]; attn = all + offsets[3]
+        proj = all + offsets[4]; gateUp = all + offsets[5]; act = all + offsets[6]; scores = all + offsets[7]
+        cosLocal = all + offsets[8]; sinLocal = all + offsets[9]; cosGlobal = all + offsets[10]; sinGlobal = all + offsets[11]
+    }
+
+    deinit { all.deallocate() }
+}

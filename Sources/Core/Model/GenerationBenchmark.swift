@@ -1,0 +1,52 @@
+// Prefill and decode throughput of a GemmaModel, measured like bench/llama_cpp_bench.py:
+// one discarded warm-up, then per run: cache cleared, the whole prompt in one forward call
+// (prefill tokens/s), then `decodeTokens` greedy tokens one at a time with EOS ignored
+// (decode tokens/s); the median of the runs is reported.
+
+import Foundation
+
+public enum GenerationBenchmark {
+    public struct Result: Codable, Sendable, CustomStringConvertible {
+        public var promptTokens: Int
+        public var decodeTokens: Int
+        public var threads: Int
+        public var prefillSeconds: Double
+        public var decodeSeconds: Double
+        public var prefillTokensPerSecond: Double { Double(promptTokens) / prefillSeconds }
+        public var decodeTokensPerSecond: Double { Double(decodeTokens) / decodeSeconds }
+
+        public var description: String {
+            String(format: "prefill %d tokens: %.1f tok/s; decode %d tokens: %.1f tok/s (%d threads)",
+                   promptTokens, prefillTokensPerSecond, decodeTokens, decodeTokensPerSecond, threads)
+        }
+    }
+
+    /// Medians over `runs` runs (after one warm-up) of prefilling `promptIDs` and decoding
+    /// `decodeTokens` greedy tokens.
+    public static func run(model: GemmaModel, promptIDs: [Int32], decodeTokens: Int = 128, runs: Int = 3) throws -> Result {
+        precondition(!promptIDs.isEmpty && runs > 0)
+        let session = model.makeSession(capacity: promptIDs.count + decodeTokens + 1)
+        func once(decode n: Int) throws -> (Double, Double) {
+            session.reset()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try session.prefill(promptIDs)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<n {
+                let next = session.withLastLogits { Int32(Kernels.argmax($0.baseAddress!, count: $0.count)) }
+                try session.decodeInPlace(next)
+            }
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            return (Double(t1 - t0) / 1e9, Double(t2 - t1) / 1e9)
+        }
+        _ = try once(decode: min(decodeTokens, 8))
+        var prefill: [Double] = [], decode: [Double] = []
+        for _ in 0..<runs {
+            let (p, d) = try once(decode: decodeTokens)
+            prefill.append(p)
+            decode.append(d)
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        return Result(promptTokens: promptIDs.count, decodeTokens: decodeTokens, threads: model.threads,
+                      prefillSeconds: median(prefill), decodeSeconds: median(decode))
+    }
+}

@@ -1,0 +1,79 @@
+// Every BLAS call of Core goes through this file: row-major, single precision, unit strides
+// for vectors. Matrices are addressed by a base pointer and a leading dimension (the distance
+// in floats between the starts of two consecutive rows), so sub-blocks of bigger buffers
+// (one attention head's columns, the rows of a KV cache) are passed without copying.
+
+import COpenBLAS
+
+public enum BLAS {
+    /// Sets the number of OpenBLAS worker threads (process-wide).
+    public static func setThreads(_ count: Int) {
+        openblas_set_num_threads(Int32(max(1, count)))
+    }
+
+    /// The number of OpenBLAS worker threads in force.
+    public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// C[m, n] = alpha · A[m, k] · B[n, k]ᵀ + beta · C  ("x · Wᵀ": B holds one output per row).
+    @inline(__always)
+    static func gemmNT(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// C[m, n] = alpha · A[m, k] · B[k, n] + beta · C.
+    @inline(__always)
+    static func gemmNN(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// y[m] = alpha · A[m, n] · x[n] + beta · y.
+    @inline(__always)
+    static func gemv(
+        m: Int, n: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
+    ) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+                    x, 1, beta, y, 1)
+    }
+
+    /// y[n] = alpha · A[m, n]ᵀ · x[m] + beta · y.
+    @inline(__always)
+    static func gemvT(
+        m: Int, n: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
+    ) {
+        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+                    x, 1, beta, y, 1)
+    }
+
+    /// "Linear layer": Y[t, out] = X[t, in] · W[out, in]ᵀ (+ Y if `accumulate`), using a
+    /// matrix-vector product when there is a single row.
+    @inline(__always)
+    static func linear(
+        rows t: Int, input x: UnsafePointer<Float>, inputWidth: Int,
+        weight w: UnsafePointer<Float>, outputWidth: Int,
+        output y: UnsafeMutablePointer<Float>, accumulate: Bool = false
+    ) {
+        let beta: Float = accumulate ? 1 : 0
+        if t == 1 {
+            gemv(m: outputWidth, n: inputWidth, a: w, lda: inputWidth, x: x, beta: beta, y: y)
+        } else {
+            gemmNT(m: t, n: outputWidth, k: inputWidth, a: x, lda: inputWidth,
+                   b: w, ldb: inputWidth, beta: beta, c: y, ldc: outputWidth)
+        }
+    }
+}

@@ -1,0 +1,11 @@
+// `scen`: the operator CLI. Each subcommand lives in its own file.
+import ArgumentParser
+
+@main
+struct SCEN: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scen",
+        abstract: "Operate the SCEN model-editing system: run the model, check the stack.",
+        subcommands: [VersionCommand.self, PingCommand.self]
+    )
+}

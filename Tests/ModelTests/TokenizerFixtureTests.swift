@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+import Core
+
+/// Locations of the real model and the llama.cpp oracle fixture, relative to the package root.
+private enum TokenizerTestEnvironment {
+    /// The folder holding Package.swift, found by walking up from this file.
+    static let packageRoot: URL? = {
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while dir.path != "/" {
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }()
+
+    /// `SCEN_MODEL`, else models/gemma-3-270m-q4_k_m.gguf under the package root.
+    static let modelPath: String? = {
+        if let path = ProcessInfo.processInfo.environment["SCEN_MODEL"], !path.isEmpty { return path }
+        return packageRoot?.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+    }()
+
+    static let modelExists = modelPath.map { FileManager.default.fileExists(atPath: $0) } ?? false
+    static let requireModel = ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1"
+    /// Run when the model is present, or when its absence must fail the run.
+    static let enabled = modelExists || requireModel
+
+    static let fixturePath = packageRoot?.appendingPathComponent("Tests/Fixtures/tokenizer.json").path
+
+    /// The tokenizer of the real model, loaded once for all tests.
+    static let tokenizer: Result<GemmaTokenizer, any Error> = {
+        guard modelExists, let modelPath else {
+            return .failure(MissingModel(path: modelPath ?? "models/gemma-3-270m-q4_k_m.gguf"))
+        }
+        return Result { try GemmaTokenizer(gguf: GGUFFile(path: modelPath)) }
+    }()
+
+    struct MissingModel: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "model file \(path) is missing: run scripts/bootstrap" }
+    }
+
+    struct Case: Decodable {
+        let text: String
+        let ids: [Int32]
+        let piece_hex: [String]
+    }
+
+    static func loadCases() throws -> [Case] {
+        guard let fixturePath, FileManager.default.fileExists(atPath: fixturePath) else {
+            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: fixturePath ?? "Tests/Fixtures/tokenizer.json"])
+        }
+        return try JSONDecoder().decode([Case].self, from: Data(contentsOf: URL(fileURLWithPath: fixturePath)))
+    }
+
+    static func bytes(hex: String) -> [UInt8] {
+        let digits = Array(hex.utf8)
+        return stride(from: 0, to: digits.count - 1, by: 2).compactMap {
+            UInt8(String(decoding: digits[$0...$0 + 1], as: UTF8.self), radix: 16)
+        }
+    }
+}
+
+@Suite("Tokenizer vs llama.cpp (real model)", .enabled(if: TokenizerTestEnvironment.enabled))
+struct TokenizerFixtureTests {
+    private let tok: GemmaTokenizer
+
+    init() throws {
+        tok = try TokenizerTestEnvironment.tokenizer.get()
+    }
+
+    @Test func vocabularyFacts() {
+        #expect(tok.vocabularySize == 262_144)
+        #expect(tok.bosID == 2)
+        #expect(tok.eosID == 1)
+        #expect(tok.unknownID == 3)
+        #expect(tok.paddingID == 0)
+        #expect(tok.endOfTurnID == 106)
+        #expect(tok.id(of: "<start_of_turn>") == 105)
+        #expect(tok.id(of: "▁") == 236743)
+        #expect(tok.encode("") == [2])
+        // Gemma has no space prefix; user-defined tokens cover "\n" (107) and runs of spaces ("    " = 140).
+        #expect(tok.encode("hello    world") == [2, 23391, 140, 12392])
+        #expect(tok.encode("line1\nline2") == [2, 1257, 236770, 107, 1257, 236778])
+        // Typed control tokens are plain text unless special parsing is requested.
+        #expect(tok.encode("<start_of_turn>user\nHi<end_of_turn>", parseSpecial: true) == [2, 105, 2364, 107, 10979, 106])
+        #expect(!tok.encode("<bos>").dropFirst().contains(2))
+        #expect(tok.decode([2, 105, 2364, 107, 10979, 106]) == "user\nHi")
+    }
+
+    @Test func idsMatchLlamaCpp() throws {
+        let cases = try TokenizerTestEnvironment.loadCases()
+        #expect(!cases.isEmpty)
+        var exact = 0
+        for c in cases {
+            let ids = tok.encode(c.text)
+            if ids == c.ids { exact += 1 }
+            #expect(ids == c.ids, "text \(c.text.debugDescription)")
+        }
+        print("tokenizer fixture: \(exact)/\(cases.count) exact")
+    }
+
+    @Test func piecesMatchLlamaCpp() throws {
+        for c in try TokenizerTestEnvironment.loadCases() {
+            let expected = c.piece_hex.map(TokenizerTestEnvironment.bytes(hex:))
+            let actual = c.ids.map { tok.piece($0) }
+            #expect(actual == expected, "text \(c.text.debugDescription)")
+            #expect(tok.decodeBytes(c.ids) == expected.flatMap { $0 }, "text \(c.text.debugDescription)")
+        }
+    }
+
+    @Test func decodeInvertsEncode() throws {
+        for c in try TokenizerTestEnvironment.loadCases() {
+            let decoded = tok.decode(Array(tok.encode(c.text).dropFirst()))
+            if c.text.unicodeScalars.contains("\u{2581}") {
+                // A literal U+2581 is SentencePiece's space: llama.cpp decodes it as " " too.
+                #expect(decoded == c.text.replacingOccurrences(of: "▁", with: " "), "text \(c.text.debugDescription)")
+            } else {
+                #expect(decoded == c.text, "text \(c.text.debugDescription)")
+            }
+        }
+    }
+
+    /// Release-build budgets: building from parsed metadata < 0.5 s, encoding 1,000 characters < 5 ms.
+    /// Best of several runs, so tests running in parallel on a small machine do not make it flaky.
+    @Test func isFastEnough() throws {
+        let modelPath = try #require(TokenizerTestEnvironment.modelPath)
+        let gguf = try GGUFFile(path: modelPath)
+        let clock = ContinuousClock()
+        var buildTime = Duration.seconds(1_000)
+        var built: GemmaTokenizer?
+        for _ in 0..<3 {
+            buildTime = min(buildTime, try clock.measure { built = try GemmaTokenizer(gguf: gguf) })
+        }
+        let tokenizer = try #require(built)
+        let text = String(String(repeating: "The quick brown fox, naïve café 😀 jumps\tover\n  the dog. ", count: 20).prefix(1000))
+        var encodeTime = Duration.seconds(1_000)
+        for _ in 0..<20 {
+            encodeTime = min(encodeTime, clock.measure { _ = tokenizer.encode(text) })
+        }
+        print("tokenizer: build \(buildTime), encode 1,000 characters \(encodeTime)")
+        #if !DEBUG
+        #expect(buildTime < .milliseconds(500))
+        #expect(encodeTime < .milliseconds(5))
+        #endif
+    }
+}
