@@ -6,6 +6,9 @@ struct SCEN: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scen",
         abstract: "Operate the SCEN model-editing system: run the model, check the stack.",
-        subcommands: [VersionCommand.self, PingCommand.self]
+        subcommands: [
+            TokenizeCommand.self, GenerateCommand.self, BenchCommand.self,
+            PingCommand.self, VersionCommand.self,
+        ]
     )
 }
