@@ -181,6 +181,33 @@ import Core
         #expect(gemmaMaxAbsDiff(capture.rows[9] ?? [], ref2.ffnInput[layer][9]) < 1e-5)
     }
 
+    final class ResidualRecorder: ForwardObserver {
+        var rows: [Int: [Int: [Float]]] = [:]  // layer → position → h
+        func observeResidual(_ hidden: ActivationRows) {
+            for p in hidden.positions { rows[hidden.layer, default: [:]][p] = hidden.copy(position: p) }
+        }
+    }
+
+    @Test func observerSeesTheResidualStream() throws {
+        let model = try synthetic.model()
+        let ids = sequence(5)
+        let session = model.makeSession(capacity: 8)
+        let recorder = ResidualRecorder()
+        session.observer = recorder
+        _ = try session.prefill(Array(ids[0..<4]))
+        let logits = try session.decode(ids[4])
+        // Block 0 input: embedding × √D.
+        let e0 = (0..<16).map { synthetic.embedding[Int(ids[2]) * 16 + $0] * 4 }
+        #expect(recorder.rows[0]?[2] == e0)
+        // The final h (layer == blockCount) gives the logits through output_norm and the embedding.
+        let h = try #require(recorder.rows[6]?[4]).map(Double.init)
+        let s = 1 / (h.reduce(0) { $0 + $1 * $1 } / 16 + 1e-6).squareRoot()
+        let normed = (0..<16).map { h[$0] * s * Double(synthetic.outputNorm[$0]) }
+        let ref = (0..<50).map { v in (0..<16).reduce(0.0) { $0 + Double(synthetic.embedding[v * 16 + $1]) * normed[$1] } }
+        #expect(gemmaMaxAbsDiff(logits, ref) < 1e-4)
+        #expect(recorder.rows.count == 7)
+    }
+
     @Test func setEditAppliesWithoutAnEditor() throws {
         let model = try synthetic.model()
         let ids = sequence(9)

@@ -57,4 +57,32 @@ import Core
             #expect(abs(Double(out[j]) - ref) < 1e-5 * max(1, abs(ref)))
         }
     }
+
+    /// BLAS.linear on one row (gemv), on few rows (one sgemm) and on enough work to be split
+    /// over two threads by output columns, with and without accumulation.
+    @Test(arguments: [(1, 200, 300), (3, 16, 8), (5, 200, 300), (37, 1000, 64)])
+    func linearMatchesNaiveLoop(rows: Int, outputs: Int, inputs: Int) {
+        var r = GemmaTestRandom(state: UInt64(rows * 7 + outputs))
+        let x = r.values(rows * inputs, 1), w = r.values(outputs * inputs, 1), y0 = r.values(rows * outputs, 1)
+        for accumulate in [false, true] {
+            var y = y0
+            x.withUnsafeBufferPointer { xp in
+                w.withUnsafeBufferPointer { wp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        BLAS.linear(rows: rows, input: xp.baseAddress!, inputWidth: inputs, weight: wp.baseAddress!,
+                                    outputWidth: outputs, output: yp.baseAddress!, accumulate: accumulate, threads: 2)
+                    }
+                }
+            }
+            var worst = 0.0
+            for t in 0..<rows {
+                for o in 0..<outputs {
+                    var s = accumulate ? Double(y0[t * outputs + o]) : 0
+                    for i in 0..<inputs { s += Double(x[t * inputs + i]) * Double(w[o * inputs + i]) }
+                    worst = max(worst, abs(s - Double(y[t * outputs + o])))
+                }
+            }
+            #expect(worst < 1e-3, "rows \(rows) outputs \(outputs) inputs \(inputs) accumulate \(accumulate): \(worst)")
+        }
+    }
 }

@@ -15,21 +15,26 @@
 //   same prefill (there is no second prefill) and to every token decoded afterwards, until
 //   `GemmaSession.reset()` or `setEdit(_:layer:)`. The editor is consulted once per `prefill`.
 // * Observing. A `ForwardObserver` set on the session sees x of every layer for every forward
-//   call (prefill and decode), after any edit selection and before the down projection.
+//   call (prefill and decode) before the editor and the down projection, and (optionally) the
+//   residual stream h entering every block and the final h before output_norm, from which a
+//   backward pass can recompute any block.
 // * Cost when unused: one nil check per layer.
 //
 // `FFNActivations` points into the session's scratch memory: it is valid only during the
 // callback; copy what you keep.
 
 /// x = gelu(gate) ⊙ up of one layer for the rows (tokens) of one forward call.
-public struct FFNActivations {
-    /// Block index (0-based).
+public typealias FFNActivations = ActivationRows
+
+/// Row-major activations [T, width] of one layer for the rows (tokens) of one forward call.
+public struct ActivationRows {
+    /// Block index (0-based); for the residual stream, `blockCount` means the final h.
     public let layer: Int
     /// Absolute positions of the rows: row t is the token at position `positions.lowerBound + t`.
     public let positions: Range<Int>
-    /// F: values per row.
+    /// Values per row (F for FFN activations, D for the residual stream).
     public let width: Int
-    /// Row-major [T, F] values.
+    /// Row-major [T, width] values.
     public let base: UnsafePointer<Float>
 
     /// T: number of rows (tokens).
@@ -123,9 +128,19 @@ public protocol DownProjectionEditor: AnyObject {
     func selectEdit(for activations: FFNActivations) -> (any DownProjectionEdit)?
 }
 
-/// Sees x of every layer in every forward call of a session (see the contract at the top).
+/// Sees activations of every layer in every forward call of a session (see the contract at
+/// the top). Both methods default to doing nothing.
 public protocol ForwardObserver: AnyObject {
+    /// x = gelu(gate) ⊙ up [T, F] of `activations.layer`.
     func observeFFNInput(_ activations: FFNActivations)
+    /// The residual stream h [T, D] entering block `hidden.layer`; `layer == blockCount` is the
+    /// final h (before output_norm).
+    func observeResidual(_ hidden: ActivationRows)
+}
+
+extension ForwardObserver {
+    public func observeFFNInput(_ activations: FFNActivations) {}
+    public func observeResidual(_ hidden: ActivationRows) {}
 }
 
 /// Records copies of x at one layer for chosen absolute positions (nil: every position).

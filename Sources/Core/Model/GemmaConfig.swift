@@ -125,6 +125,7 @@ public enum GemmaError: Error, Sendable, Equatable, CustomStringConvertible {
     case contextFull(capacity: Int)
     case emptyInput
     case invalidToken(Int32)
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -134,6 +135,7 @@ public enum GemmaError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .contextFull(c): return "context full: the session holds at most \(c) tokens"
         case .emptyInput: return "no tokens to run"
         case let .invalidToken(id): return "token id \(id) is outside the vocabulary"
+        case let .invalidArgument(s): return s
         }
     }
 }

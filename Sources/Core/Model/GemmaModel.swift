@@ -117,7 +117,8 @@ public final class GemmaModel: Sendable {
     public let outputNorm: [Float]
     /// blk.0 … blk.N-1.
     public let blocks: [GemmaBlockWeights]
-    /// Threads used by the F16 output kernel (OpenBLAS is set to the same count at init).
+    /// Threads for prefill matrix products and the output logits (OpenBLAS itself is set to
+    /// one thread: see `BLAS.linear`).
     public let threads: Int
 
     /// Loads and dequantises every weight of a Gemma 3 GGUF file (the file is not retained).
@@ -139,7 +140,8 @@ public final class GemmaModel: Sendable {
         config = c
         self.blocks = blocks
         self.threads = max(1, threads)
-        BLAS.setThreads(self.threads)
+        // Core splits work over threads itself; OpenBLAS runs single-threaded inside each part.
+        BLAS.setThreads(1)
     }
 
     /// Builds a model from weights in memory (tests, synthetic models).
@@ -153,7 +155,8 @@ public final class GemmaModel: Sendable {
         self.outputNorm = outputNorm
         self.blocks = blocks
         self.threads = max(1, threads)
-        BLAS.setThreads(self.threads)
+        // Core splits work over threads itself; OpenBLAS runs single-threaded inside each part.
+        BLAS.setThreads(1)
     }
 
     /// Convenience: memory-maps and loads the GGUF file at `path`.

@@ -38,8 +38,12 @@ public final class GemmaSession {
     /// Logits of the last forward call's output rows: [rows, V].
     private var logits: UnsafeMutablePointer<Float>
     private var logitRowCapacity = 1
+    /// Rows of `logits` written by the last forward call.
+    private var logitRowCount = 0
     private var scratch: Scratch
     private let lastRowOnly = [0]
+    /// The one-token input of `decodeInPlace`, reused so decoding allocates nothing.
+    private var decodeInput: [Int32] = [0]
     /// ggml's RoPE frequency ratio per dimension pair: base^(−2/E), per layer type.
     private let thetaScaleLocal: Float
     private let thetaScaleGlobal: Float
@@ -95,7 +99,8 @@ public final class GemmaSession {
         return Array(UnsafeBufferPointer(start: logits, count: config.vocabSize))
     }
 
-    /// Like `prefill(_:editor:)`, returning the logits of the rows `logitRows` (indices into `ids`).
+    /// Like `prefill(_:editor:)`, returning the logits of the rows `logitRows` (indices into
+    /// `ids`); each row costs V floats (1 MiB for Gemma 3) of session memory.
     public func prefill(_ ids: [Int32], editor: (any DownProjectionEditor)? = nil, logitRows: [Int]) throws -> [[Float]] {
         try run(ids, outputRows: logitRows, editor: editor)
         let v = config.vocabSize
@@ -110,12 +115,15 @@ public final class GemmaSession {
 
     /// Runs one token; its logits stay in the session (`withLastLogits`). Allocation-free.
     public func decodeInPlace(_ id: Int32) throws {
-        try run([id], outputRows: lastRowOnly, editor: nil)
+        decodeInput[0] = id
+        try run(decodeInput, outputRows: lastRowOnly, editor: nil)
     }
 
-    /// Calls `body` with the logits [V] of the last row of the last forward call.
+    /// Calls `body` with the logits [V] of the last output row of the last forward call
+    /// (empty before the first call).
     public func withLastLogits<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        try body(UnsafeBufferPointer(start: logits, count: config.vocabSize))
+        let v = config.vocabSize
+        return try body(UnsafeBufferPointer(start: logits + max(0, logitRowCount - 1) * v, count: logitRowCount > 0 ? v : 0))
     }
 
     /// Greedy generation for one request: resets the session, prefills `prompt` (with the
@@ -145,9 +153,9 @@ public final class GemmaSession {
         guard t > 0 else { throw GemmaError.emptyInput }
         guard position + t <= capacity else { throw GemmaError.contextFull(capacity: capacity) }
         for id in ids where id < 0 || Int(id) >= config.vocabSize { throw GemmaError.invalidToken(id) }
-        for r in outputRows where r < 0 || r >= t { throw GemmaError.badConfig("logit row \(r) out of 0..<\(t)") }
+        for r in outputRows where r < 0 || r >= t { throw GemmaError.invalidArgument("logit row \(r) out of 0..<\(t)") }
         if let editor, editor.layer < 0 || editor.layer >= config.blockCount {
-            throw GemmaError.badConfig("editor layer \(editor.layer) out of range")
+            throw GemmaError.invalidArgument("editor layer \(editor.layer) out of 0..<\(config.blockCount)")
         }
         if scratch.rows < t { scratch = Scratch(config: config, rows: t, capacity: capacity) }
         if outputRows.count > logitRowCapacity {
@@ -157,6 +165,7 @@ public final class GemmaSession {
         }
         forward(ids, outputRows: outputRows, editor: editor)
         position += t
+        logitRowCount = outputRows.count
     }
 
     private func forward(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) {
@@ -177,6 +186,7 @@ public final class GemmaSession {
         fillRope(p0: p0, rows: t, thetaScale: thetaScaleGlobal, cos: s.cosGlobal, sin: s.sinGlobal)
 
         for (l, b) in model.blocks.enumerated() {
+            observer?.observeResidual(ActivationRows(layer: l, positions: p0 ..< p0 + t, width: d, base: s.hidden))
             let global = c.isGlobal(layer: l)
             let cosT = global ? s.cosGlobal : s.cosLocal, sinT = global ? s.sinGlobal : s.sinLocal
 
@@ -185,7 +195,7 @@ public final class GemmaSession {
                 Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
             }
             b.qkv.values.withUnsafeBufferPointer { w in
-                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: qkvWidth, output: s.qkv)
+                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: qkvWidth, output: s.qkv, threads: model.threads)
             }
             b.queryNorm.withUnsafeBufferPointer { qn in
                 b.keyNorm.withUnsafeBufferPointer { kn in
@@ -204,7 +214,7 @@ public final class GemmaSession {
             }
             attention(layer: l, global: global, rows: t, p0: p0)
             b.attentionOutput.values.withUnsafeBufferPointer { w in
-                BLAS.linear(rows: t, input: s.attn, inputWidth: hE, weight: w.baseAddress!, outputWidth: d, output: s.proj)
+                BLAS.linear(rows: t, input: s.attn, inputWidth: hE, weight: w.baseAddress!, outputWidth: d, output: s.proj, threads: model.threads)
             }
             b.postAttentionNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
@@ -216,13 +226,13 @@ public final class GemmaSession {
                 Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
             }
             b.gateUp.values.withUnsafeBufferPointer { w in
-                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: 2 * f, output: s.gateUp)
+                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: 2 * f, output: s.gateUp, threads: model.threads)
             }
             Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
 
             // The editing hook (FFNEdit.swift): observe x, let the editor choose, apply the edit.
             if observer != nil || editor?.layer == l {
-                let x = FFNActivations(layer: l, positions: p0 ..< p0 + t, width: f, base: s.act)
+                let x = ActivationRows(layer: l, positions: p0 ..< p0 + t, width: f, base: s.act)
                 observer?.observeFFNInput(x)
                 if let editor, editor.layer == l {
                     activeEdit = editor.selectEdit(for: x).map { (l, $0) }
@@ -240,6 +250,8 @@ public final class GemmaSession {
             Kernels.add(s.proj, into: s.hidden, count: t * d)
         }
 
+        observer?.observeResidual(ActivationRows(layer: c.blockCount, positions: p0 ..< p0 + t, width: d, base: s.hidden))
+
         // Final norm of the requested rows, then logits against the tied embedding.
         model.outputNorm.withUnsafeBufferPointer { w in
             for (i, r) in outputRows.enumerated() {
@@ -255,7 +267,7 @@ public final class GemmaSession {
     private func down(_ b: GemmaBlockWeights, rows t: Int) {
         b.down.values.withUnsafeBufferPointer { w in
             BLAS.linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: w.baseAddress!,
-                        outputWidth: config.hiddenSize, output: scratch.proj)
+                        outputWidth: config.hiddenSize, output: scratch.proj, threads: model.threads)
         }
     }
 

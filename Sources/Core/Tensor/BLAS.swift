@@ -4,6 +4,7 @@
 // (one attention head's columns, the rows of a KV cache) are passed without copying.
 
 import COpenBLAS
+import Dispatch
 
 public enum BLAS {
     /// Sets the number of OpenBLAS worker threads (process-wide).
@@ -16,7 +17,7 @@ public enum BLAS {
 
     /// C[m, n] = alpha · A[m, k] · B[n, k]ᵀ + beta · C  ("x · Wᵀ": B holds one output per row).
     @inline(__always)
-    static func gemmNT(
+    public static func gemmNT(
         m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
@@ -28,7 +29,7 @@ public enum BLAS {
 
     /// C[m, n] = alpha · A[m, k] · B[k, n] + beta · C.
     @inline(__always)
-    static func gemmNN(
+    public static func gemmNN(
         m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
@@ -38,9 +39,21 @@ public enum BLAS {
                     alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// C[m, n] = alpha · A[k, m]ᵀ · B[k, n] + beta · C  (e.g. a weight gradient dyᵀ · x).
+    @inline(__always)
+    public static func gemmTN(
+        m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
     /// y[m] = alpha · A[m, n] · x[n] + beta · y.
     @inline(__always)
-    static func gemv(
+    public static func gemv(
         m: Int, n: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int,
         x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
@@ -51,7 +64,7 @@ public enum BLAS {
 
     /// y[n] = alpha · A[m, n]ᵀ · x[m] + beta · y.
     @inline(__always)
-    static func gemvT(
+    public static func gemvT(
         m: Int, n: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int,
         x: UnsafePointer<Float>, beta: Float = 0, y: UnsafeMutablePointer<Float>
@@ -60,20 +73,35 @@ public enum BLAS {
                     x, 1, beta, y, 1)
     }
 
-    /// "Linear layer": Y[t, out] = X[t, in] · W[out, in]ᵀ (+ Y if `accumulate`), using a
-    /// matrix-vector product when there is a single row.
-    @inline(__always)
-    static func linear(
+    /// "Linear layer": Y[t, out] = X[t, in] · W[out, in]ᵀ (+ Y if `accumulate`). One row uses a
+    /// matrix-vector product on the calling thread (memory-bound: one thread saturates the
+    /// bus); several rows use sgemm with the output columns split over `threads` threads, each
+    /// running single-threaded OpenBLAS (OpenBLAS's own threads spin between calls and would
+    /// compete with ours on a 2-core machine; see `GemmaModel.init`).
+    public static func linear(
         rows t: Int, input x: UnsafePointer<Float>, inputWidth: Int,
         weight w: UnsafePointer<Float>, outputWidth: Int,
-        output y: UnsafeMutablePointer<Float>, accumulate: Bool = false
+        output y: UnsafeMutablePointer<Float>, accumulate: Bool = false, threads: Int = 1
     ) {
         let beta: Float = accumulate ? 1 : 0
         if t == 1 {
             gemv(m: outputWidth, n: inputWidth, a: w, lda: inputWidth, x: x, beta: beta, y: y)
-        } else {
+            return
+        }
+        let parts = min(threads, max(1, outputWidth / 64), max(1, t * outputWidth * inputWidth / (1 << 18)))
+        if parts <= 1 {
             gemmNT(m: t, n: outputWidth, k: inputWidth, a: x, lda: inputWidth,
                    b: w, ldb: inputWidth, beta: beta, c: y, ldc: outputWidth)
+            return
+        }
+        // Column blocks of a multiple of 16 outputs.
+        let per = ((outputWidth + parts - 1) / parts + 15) / 16 * 16
+        let xs = SendablePointer(x), ws = SendablePointer(w), ys = SendablePointer(y)
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let lo = p * per, hi = min(outputWidth, lo + per)
+            guard lo < hi else { return }
+            gemmNT(m: t, n: hi - lo, k: inputWidth, a: xs.pointer, lda: inputWidth,
+                   b: ws.pointer + lo * inputWidth, ldb: inputWidth, beta: beta, c: ys.pointer + lo, ldc: outputWidth)
         }
     }
 }

@@ -27,7 +27,9 @@ public enum Kernels {
     /// inputs below -87 flush to 0, above 88 saturate at exp(88)).
     @inline(__always)
     public static func exp8(_ input: SIMD8<Float>) -> SIMD8<Float> {
-        var x = input.clamped(lowerBound: SIMD8(repeating: -87.0), upperBound: SIMD8(repeating: 88.0))
+        let lo = SIMD8<Float>(repeating: -87), hi = SIMD8<Float>(repeating: 88)
+        var x = input.replacing(with: lo, where: input .< lo)
+        x = x.replacing(with: hi, where: x .> hi)
         let fx = (x * 1.44269504088896341 + 0.5).rounded(.down)
         x = x - fx * 0.693359375
         x = x + fx * 2.12194440e-4

@@ -1,0 +1,139 @@
+// The router's HTTP surface: routes, error mapping and the request context (body limit).
+import Core
+import Foundation
+import Hummingbird
+import Logging
+
+struct RouterRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    init(source: Source) { coreContext = .init(source: source) }
+    /// Bodies are small JSON documents; anything bigger is refused with 413.
+    var maxUploadSize: Int { 64 * 1024 }
+}
+
+/// What the routes need; the service fills it in as the model and edits load.
+final class RouterState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _inference: InferenceService?
+    private var _edits: (any EditRouting)?
+    let modelName: String
+    let defaultMaxTokens: Int
+
+    init(modelName: String, defaultMaxTokens: Int) {
+        self.modelName = modelName
+        self.defaultMaxTokens = defaultMaxTokens
+    }
+
+    var inference: InferenceService? {
+        get { lock.withLock { _inference } }
+        set { lock.withLock { _inference = newValue } }
+    }
+
+    var edits: (any EditRouting)? {
+        get { lock.withLock { _edits } }
+        set { lock.withLock { _edits = newValue } }
+    }
+
+    /// Ready once the model and the active edits are loaded.
+    var isReady: Bool { lock.withLock { _inference != nil && _edits != nil } }
+}
+
+/// The current routing table of active edits (swapped as edits arrive or are reverted).
+protocol EditRouting: Sendable {
+    /// A fresh per-request editor over the current table, or nil when no edit is active.
+    func makeEditor() -> (any RequestEditor)?
+    var activeCount: Int { get }
+}
+
+func buildRouter(state: RouterState, metrics: RouterMetrics) -> Router<RouterRequestContext> {
+    let router = Router(context: RouterRequestContext.self)
+    router.middlewares.add(metrics.middleware())
+
+    router.get("/healthz") { _, _ in StatusResponse(status: "ok") }
+    router.get("/readyz") { _, _ -> Response in
+        let ready = state.isReady
+        return try JSONEncoder().encodeResponse(
+            StatusResponse(status: ready ? "ready" : "loading", detail: ready ? nil : "model or active edits not loaded yet"),
+            status: ready ? .ok : .serviceUnavailable)
+    }
+    router.get("/metrics") { _, _ -> Response in
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                 body: .init(byteBuffer: .init(string: metrics.render(state: state))))
+    }
+
+    router.post("/v1/generate") { request, context -> GenerateResponse in
+        let body = try await decodeBody(GenerateRequest.self, request, context)
+        let maxTokens = try validatedMaxTokens(body.maxTokens, default: state.defaultMaxTokens)
+        let result = try await generate(state: state, metrics: metrics, prompt: body.prompt, maxTokens: maxTokens)
+        return GenerateResponse(text: result.text, tokens: result.ids.count, promptTokens: result.promptTokens,
+                                edit: result.edit.map { FiredEdit(id: $0.id, score: $0.score) })
+    }
+
+    router.post("/v1/completions") { request, context -> CompletionResponse in
+        let body = try await decodeBody(CompletionRequest.self, request, context)
+        if let t = body.temperature, t != 0 {
+            throw HTTPError(.badRequest, message: "only greedy decoding is served: temperature must be 0 (got \(t))")
+        }
+        if let n = body.n, n != 1 { throw HTTPError(.badRequest, message: "n must be 1") }
+        if body.stream == true { throw HTTPError(.badRequest, message: "streaming is not supported") }
+        let maxTokens = try validatedMaxTokens(body.maxTokens, default: 16)
+        let result = try await generate(state: state, metrics: metrics, prompt: body.prompt, maxTokens: maxTokens)
+        return CompletionResponse(
+            id: "cmpl-\(UUID().uuidString.lowercased())", created: Int(Date().timeIntervalSince1970),
+            model: body.model ?? state.modelName,
+            choices: [.init(text: result.text, index: 0, finishReason: result.ids.count >= maxTokens ? "length" : "stop")],
+            usage: .init(promptTokens: result.promptTokens, completionTokens: result.ids.count,
+                         totalTokens: result.promptTokens + result.ids.count),
+            scenEdit: result.edit.map { FiredEdit(id: $0.id, score: $0.score) })
+    }
+    return router
+}
+
+/// Decodes a JSON body, turning decoding failures into a 400 that says what is wrong.
+private func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request, _ context: RouterRequestContext) async throws -> T {
+    do {
+        return try await request.decode(as: type, context: context)
+    } catch let error as HTTPError {
+        throw error
+    } catch let DecodingError.keyNotFound(key, _) {
+        throw HTTPError(.badRequest, message: "missing field \"\(key.stringValue)\"")
+    } catch let DecodingError.typeMismatch(_, ctx) {
+        throw HTTPError(.badRequest, message: "wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)")
+    } catch let DecodingError.valueNotFound(_, ctx) {
+        throw HTTPError(.badRequest, message: "null at \(ctx.codingPath.map(\.stringValue).joined(separator: "."))")
+    } catch {
+        throw HTTPError(.badRequest, message: "the body is not valid JSON")
+    }
+}
+
+private func validatedMaxTokens(_ value: Int?, default fallback: Int) throws -> Int {
+    let v = value ?? fallback
+    guard v >= 1 else { throw HTTPError(.badRequest, message: "max_tokens must be at least 1") }
+    return v  // capped by the service
+}
+
+private func generate(state: RouterState, metrics: RouterMetrics, prompt: String, maxTokens: Int) async throws -> GenerationResult {
+    guard let inference = state.inference, let edits = state.edits else {
+        throw HTTPError(.serviceUnavailable, message: "the model is still loading; see /readyz")
+    }
+    guard !prompt.isEmpty else { throw HTTPError(.badRequest, message: "prompt must not be empty") }
+    do {
+        let result = try await inference.generate(prompt: prompt, maxTokens: maxTokens, editor: edits.makeEditor())
+        metrics.recordGeneration(result)
+        return result
+    } catch InferenceError.busy(let queued) {
+        metrics.recordRejection()
+        throw HTTPError(.tooManyRequests, headers: [.retryAfter: "1"], message: "too many requests in flight (\(queued) queued); retry later")
+    } catch InferenceError.promptTooLong(let tokens, let limit) {
+        throw HTTPError(.badRequest, message: "prompt is \(tokens) tokens; at most \(limit) fit with max_tokens")
+    } catch InferenceError.emptyPrompt {
+        throw HTTPError(.badRequest, message: "prompt must not be empty")
+    }
+}
+
+extension JSONEncoder {
+    func encodeResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status) throws -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                 body: .init(byteBuffer: .init(bytes: try encode(value))))
+    }
+}

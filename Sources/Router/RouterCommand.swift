@@ -1,0 +1,70 @@
+// scen-router: answers queries over HTTP with the base model plus the activated expert.
+import ArgumentParser
+import Core
+import Foundation
+import Hummingbird
+import Logging
+
+@main
+struct RouterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scen-router",
+        abstract: "Serve the base model plus SCEN edits over HTTP; follows new and reverted edits live.")
+
+    @Option(help: "Address to listen on.")
+    var hostname = "127.0.0.1"
+
+    @Option(help: "Port to listen on (env SCEN_ROUTER_PORT).")
+    var port: Int?
+
+    @Option(help: "The GGUF model file (env SCEN_MODEL).")
+    var model: String?
+
+    @Option(help: "Threads per forward pass.")
+    var threads = 2
+
+    @Option(help: "Generations run at once (each uses --threads).")
+    var workers = 1
+
+    @Option(help: "Requests that may wait for a worker; more are refused with 429.")
+    var queueLimit = 64
+
+    @Option(help: "Upper bound on max_tokens per request.")
+    var maxTokensCap = 256
+
+    @Option(help: "PostgreSQL URL (env SCEN_POSTGRES_URL).")
+    var postgresURL: String?
+
+    func run() async throws {
+        var logger = Logger(label: "scen-router")
+        logger.logLevel = .info
+        let env = ProcessInfo.processInfo.environment
+        let port = self.port ?? env["SCEN_ROUTER_PORT"].flatMap(Int.init) ?? 8080
+        let modelPath = model ?? env["SCEN_MODEL"] ?? "models/gemma-3-270m-q4_k_m.gguf"
+
+        let state = RouterState(modelName: URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent,
+                                defaultMaxTokens: 32)
+        let metrics = RouterMetrics()
+        let app = Application(
+            router: buildRouter(state: state, metrics: metrics),
+            configuration: .init(address: .hostname(hostname, port: port), serverName: "scen-router"),
+            logger: logger)
+
+        let (threads, workers, queueLimit, cap) = (self.threads, self.workers, self.queueLimit, self.maxTokensCap)
+        Thread.detachNewThread { [logger] in
+            do {
+                let start = Date()
+                let file = try GGUFFile(path: modelPath)
+                let tokenizer = try GemmaTokenizer(gguf: file)
+                let gemma = try GemmaModel(file: file, threads: threads)
+                state.inference = InferenceService(model: gemma, tokenizer: tokenizer, workers: workers,
+                                                   queueLimit: queueLimit, maxTokensCap: cap)
+                logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(Date().timeIntervalSince(start))"])
+            } catch {
+                logger.critical("cannot load the model", metadata: ["path": "\(modelPath)", "error": "\(error)"])
+                Foundation.exit(1)
+            }
+        }
+        try await app.runService()
+    }
+}
