@@ -85,5 +85,10 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Core"], swiftSettings: fastMath),
         // Against the local stack (PostgreSQL + Kafka broker), run by `make test`.
         .testTarget(name: "StackTests", dependencies: ["Core", "Storage"]),
+        // The router driven in-process (real model; the stack for the edit endpoints).
+        .testTarget(
+            name: "RouterTests",
+            dependencies: ["Router", "Core", "Storage", .product(name: "HummingbirdTesting", package: "hummingbird")]
+        ),
     ]
 )

@@ -5,13 +5,13 @@ import Core
 import Foundation
 
 /// What one generation produced.
-struct GenerationResult: Sendable {
-    var promptTokens: Int
-    var ids: [Int32]
-    var text: String
+public struct GenerationResult: Sendable {
+    public var promptTokens: Int
+    public var ids: [Int32]
+    public var text: String
     /// The edit whose expert was applied, with its indexing-neuron score.
-    var edit: (id: Int64, score: Float)?
-    var seconds: Double
+    public var edit: (id: Int64, score: Float)?
+    public var seconds: Double
 }
 
 enum InferenceError: Error, Sendable {
@@ -22,12 +22,12 @@ enum InferenceError: Error, Sendable {
 
 /// Chooses the edit for one request; made fresh per request from the current routing table,
 /// used by one worker thread during the request, read after it.
-protocol RequestEditor: DownProjectionEditor, Sendable {
+public protocol RequestEditor: DownProjectionEditor, Sendable {
     /// The edit that fired during prefill (nil when none did or before prefill).
     var firedEdit: (id: Int64, score: Float)? { get }
 }
 
-final class InferenceService: @unchecked Sendable {
+public final class InferenceService: @unchecked Sendable {
     let model: GemmaModel
     let tokenizer: GemmaTokenizer
     let maxTokensCap: Int
@@ -40,7 +40,7 @@ final class InferenceService: @unchecked Sendable {
 
     /// `workers` sessions run at once (each forward uses the model's BLAS threads); at most
     /// `queueLimit` further requests wait.
-    init(model: GemmaModel, tokenizer: GemmaTokenizer, workers: Int, queueLimit: Int, maxTokensCap: Int) {
+    public init(model: GemmaModel, tokenizer: GemmaTokenizer, workers: Int, queueLimit: Int, maxTokensCap: Int) {
         self.model = model
         self.tokenizer = tokenizer
         self.maxTokensCap = maxTokensCap

@@ -4,48 +4,48 @@ import Foundation
 import Hummingbird
 import Logging
 
-struct RouterRequestContext: RequestContext {
-    var coreContext: CoreRequestContextStorage
-    init(source: Source) { coreContext = .init(source: source) }
+public struct RouterRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public init(source: Source) { coreContext = .init(source: source) }
     /// Bodies are small JSON documents; anything bigger is refused with 413.
-    var maxUploadSize: Int { 64 * 1024 }
+    public var maxUploadSize: Int { 64 * 1024 }
 }
 
 /// What the routes need; the service fills it in as the model and edits load.
-final class RouterState: @unchecked Sendable {
+public final class RouterState: @unchecked Sendable {
     private let lock = NSLock()
     private var _inference: InferenceService?
     private var _edits: (any EditRouting)?
     let modelName: String
     let defaultMaxTokens: Int
 
-    init(modelName: String, defaultMaxTokens: Int) {
+    public init(modelName: String, defaultMaxTokens: Int) {
         self.modelName = modelName
         self.defaultMaxTokens = defaultMaxTokens
     }
 
-    var inference: InferenceService? {
+    public var inference: InferenceService? {
         get { lock.withLock { _inference } }
         set { lock.withLock { _inference = newValue } }
     }
 
-    var edits: (any EditRouting)? {
+    public var edits: (any EditRouting)? {
         get { lock.withLock { _edits } }
         set { lock.withLock { _edits = newValue } }
     }
 
     /// Ready once the model and the active edits are loaded.
-    var isReady: Bool { lock.withLock { _inference != nil && _edits != nil } }
+    public var isReady: Bool { lock.withLock { _inference != nil && _edits != nil } }
 }
 
 /// The current routing table of active edits (swapped as edits arrive or are reverted).
-protocol EditRouting: Sendable {
+public protocol EditRouting: Sendable {
     /// A fresh per-request editor over the current table, or nil when no edit is active.
     func makeEditor() -> (any RequestEditor)?
     var activeCount: Int { get }
 }
 
-func buildRouter(state: RouterState, metrics: RouterMetrics) -> Router<RouterRequestContext> {
+public func buildRouter(state: RouterState, metrics: RouterMetrics) -> Router<RouterRequestContext> {
     let router = Router(context: RouterRequestContext.self)
     router.middlewares.add(metrics.middleware())
 
@@ -91,16 +91,20 @@ func buildRouter(state: RouterState, metrics: RouterMetrics) -> Router<RouterReq
 
 /// Decodes a JSON body, turning decoding failures into a 400 that says what is wrong.
 private func decodeBody<T: Decodable>(_ type: T.Type, _ request: Request, _ context: RouterRequestContext) async throws -> T {
+    let buffer: ByteBuffer
     do {
-        return try await request.decode(as: type, context: context)
-    } catch let error as HTTPError {
-        throw error
+        buffer = try await request.body.collect(upTo: context.maxUploadSize)
+    } catch {
+        throw HTTPError(.contentTooLarge, message: "the body is larger than \(context.maxUploadSize) bytes")
+    }
+    do {
+        return try JSONDecoder().decode(type, from: buffer)
     } catch let DecodingError.keyNotFound(key, _) {
         throw HTTPError(.badRequest, message: "missing field \"\(key.stringValue)\"")
     } catch let DecodingError.typeMismatch(_, ctx) {
-        throw HTTPError(.badRequest, message: "wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)")
+        throw HTTPError(.badRequest, message: "wrong type for \"\(ctx.codingPath.map(\.stringValue).joined(separator: "."))\"")
     } catch let DecodingError.valueNotFound(_, ctx) {
-        throw HTTPError(.badRequest, message: "null at \(ctx.codingPath.map(\.stringValue).joined(separator: "."))")
+        throw HTTPError(.badRequest, message: "null for \"\(ctx.codingPath.map(\.stringValue).joined(separator: "."))\"")
     } catch {
         throw HTTPError(.badRequest, message: "the body is not valid JSON")
     }
@@ -136,4 +140,11 @@ extension JSONEncoder {
         Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
                  body: .init(byteBuffer: .init(bytes: try encode(value))))
     }
+}
+
+/// The routing table when no edit is active: every request gets the base model.
+public struct NoActiveEdits: EditRouting {
+    public init() {}
+    public func makeEditor() -> (any RequestEditor)? { nil }
+    public var activeCount: Int { 0 }
 }

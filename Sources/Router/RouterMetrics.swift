@@ -3,7 +3,8 @@
 import Foundation
 import Hummingbird
 
-final class RouterMetrics: @unchecked Sendable {
+public final class RouterMetrics: @unchecked Sendable {
+    public init() {}
     static let latencyBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
     private let lock = NSLock()
