@@ -85,6 +85,8 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Core"], swiftSettings: fastMath),
         // Against the local stack (PostgreSQL + Kafka broker), run by `make test`.
         .testTarget(name: "StackTests", dependencies: ["Core", "Storage"]),
+        // Hermetic: event validation, expert codec, in-memory repositories, pipeline steps.
+        .testTarget(name: "StorageTests", dependencies: ["Core", "Storage"]),
         // The router driven in-process (real model; the stack for the edit endpoints).
         .testTarget(
             name: "RouterTests",

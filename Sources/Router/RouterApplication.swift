@@ -9,6 +9,8 @@ public struct RouterRequestContext: RequestContext {
     public init(source: Source) { coreContext = .init(source: source) }
     /// Bodies are small JSON documents; anything bigger is refused with 413.
     public var maxUploadSize: Int { 64 * 1024 }
+    /// snake_case bodies with ISO 8601 dates.
+    public var responseEncoder: JSONEncoder { JSONEncoder.api }
 }
 
 /// What the routes need; the service fills it in as the model and edits load.
@@ -43,11 +45,16 @@ public protocol EditRouting: Sendable {
     /// A fresh per-request editor over the current table, or nil when no edit is active.
     func makeEditor() -> (any RequestEditor)?
     var activeCount: Int { get }
+    /// Stops routing to an edit at once (before the revert is answered).
+    func remove(editID: Int64)
 }
 
-public func buildRouter(state: RouterState, metrics: RouterMetrics) -> Router<RouterRequestContext> {
+/// The router's routes. `database` serves /v1/edits (absent: those routes are not offered).
+public func buildRouter(state: RouterState, metrics: RouterMetrics, database: Database? = nil,
+                 adminToken: String? = nil) -> Router<RouterRequestContext> {
     let router = Router(context: RouterRequestContext.self)
     router.middlewares.add(metrics.middleware())
+    if let database { addEditRoutes(to: router, state: state, database: database, adminToken: adminToken) }
 
     router.get("/healthz") { _, _ in StatusResponse(status: "ok") }
     router.get("/readyz") { _, _ -> Response in
@@ -147,4 +154,5 @@ public struct NoActiveEdits: EditRouting {
     public init() {}
     public func makeEditor() -> (any RequestEditor)? { nil }
     public var activeCount: Int { 0 }
+    public func remove(editID: Int64) {}
 }

@@ -4,6 +4,7 @@ import Core
 import Foundation
 import Hummingbird
 import Logging
+import Storage
 
 @main
 struct RouterCommand: AsyncParsableCommand {
@@ -32,8 +33,11 @@ struct RouterCommand: AsyncParsableCommand {
     @Option(help: "Upper bound on max_tokens per request.")
     var maxTokensCap = 256
 
-    @Option(help: "PostgreSQL URL (env SCEN_POSTGRES_URL).")
+    @Option(help: "PostgreSQL URL (env SCEN_POSTGRES_URL, else .stack/env).")
     var postgresURL: String?
+
+    @Option(help: "SCEN hyperparameters as a JSON file (layer, θ, key gate; must match the trainer's).")
+    var hyperparameters: String?
 
     func run() async throws {
         var logger = Logger(label: "scen-router")
@@ -42,14 +46,24 @@ struct RouterCommand: AsyncParsableCommand {
         let port = self.port ?? env["SCEN_ROUTER_PORT"].flatMap(Int.init) ?? 8080
         let modelPath = model ?? env["SCEN_MODEL"] ?? "models/gemma-3-270m-q4_k_m.gguf"
 
+        let postgresURL = self.postgresURL ?? env["SCEN_POSTGRES_URL"] ?? stackSetting("SCEN_POSTGRES_URL")
+            ?? "postgresql://postgres@127.0.0.1:55432/scen"
+        let hp = try hyperparameters.map {
+            try JSONDecoder().decode(SCENHyperparameters.self, from: Data(contentsOf: URL(fileURLWithPath: $0)))
+        } ?? SCENHyperparameters()
+
         let state = RouterState(modelName: URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent,
                                 defaultMaxTokens: 32)
         let metrics = RouterMetrics()
+        let database = Database(url: postgresURL)
         let app = Application(
-            router: buildRouter(state: state, metrics: metrics),
+            router: buildRouter(state: state, metrics: metrics, database: database,
+                                adminToken: env["SCEN_ADMIN_TOKEN"]),
             configuration: .init(address: .hostname(hostname, port: port), serverName: "scen-router"),
             logger: logger)
 
+        // Load the model, the negative pool's key statistics and the active edits off the
+        // event loops; /readyz turns 200 when all are in.
         let (threads, workers, queueLimit, cap) = (self.threads, self.workers, self.queueLimit, self.maxTokensCap)
         Thread.detachNewThread { [logger] in
             do {
@@ -60,11 +74,34 @@ struct RouterCommand: AsyncParsableCommand {
                 state.inference = InferenceService(model: gemma, tokenizer: tokenizer, workers: workers,
                                                    queueLimit: queueLimit, maxTokensCap: cap)
                 logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(Date().timeIntervalSince(start))"])
+                try hp.validate(for: gemma.config)
+                let pool = try NegativePool.shared(model: gemma, tokenizer: tokenizer, layer: hp.layer) { done, total in
+                    if done == total || done % 100 == 0 {
+                        logger.info("key statistics", metadata: ["done": "\(done)", "total": "\(total)"])
+                    }
+                }
+                let table = LiveEdits(empty: EditIndex(hyperparameters: hp, pool: pool, ffnSize: gemma.config.ffnSize),
+                                      hyperparameters: hp, logger: logger)
+                try table.reload(from: PostgresEditStore(try PostgresConnection(url: postgresURL)))
+                state.edits = table
+                logger.info("ready", metadata: ["active_edits": "\(table.activeCount)"])
+                table.follow(url: postgresURL)
             } catch {
-                logger.critical("cannot load the model", metadata: ["path": "\(modelPath)", "error": "\(error)"])
+                logger.critical("cannot start", metadata: ["error": "\(error)"])
                 Foundation.exit(1)
             }
         }
         try await app.runService()
     }
+}
+
+/// A value from the local stack's env file (`SCEN_STACK_ENV` or `.stack/env`).
+func stackSetting(_ key: String) -> String? {
+    let file = ProcessInfo.processInfo.environment["SCEN_STACK_ENV"] ?? ".stack/env"
+    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") {
+        let parts = line.split(separator: "=", maxSplits: 1)
+        if parts.count == 2 && parts[0] == key { return String(parts[1]) }
+    }
+    return nil
 }

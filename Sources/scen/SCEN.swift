@@ -7,8 +7,8 @@ struct SCEN: ParsableCommand {
         commandName: "scen",
         abstract: "Operate the SCEN model-editing system: run the model, check the stack.",
         subcommands: [
-            TokenizeCommand.self, GenerateCommand.self, BenchCommand.self,
-            PingCommand.self, VersionCommand.self,
+            TokenizeCommand.self, GenerateCommand.self, EvalCommand.self, BenchCommand.self,
+            PingCommand.self, VersionCommand.self, MigrateCommand.self, PublishCommand.self,
         ]
     )
 }

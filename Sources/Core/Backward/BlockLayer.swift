@@ -44,7 +44,7 @@ public enum BlockLayer {
         var s = BlockActivations(rows: t)
         s.h0 = h0
         (s.a, s.sAttn) = RMSNormLayer.forward(h0, rows: t, weight: w.attentionNorm, eps: eps)
-        s.qkvRaw = LinearLayer.forward(s.a, rows: t, weight: w.qkv)
+        s.qkvRaw = LinearLayer.forward(s.a, rows: t, weight: w.qkv, threads: model.threads)
         // Per-head norms, then RoPE, into dense q, k, v.
         var qkv = s.qkvRaw
         s.sQ = [Float](repeating: 0, count: t * c.headCount)
@@ -76,13 +76,13 @@ public enum BlockLayer {
                 AttentionLayer.forward(q: q.baseAddress!, qStride: hE, k: k.baseAddress!, kStride: kE, v: v.baseAddress!, vStride: kE,
                                        shape: shape, out: o.baseAddress!)
             } } } }
-        s.o = LinearLayer.forward(s.att, rows: t, weight: w.attentionOutput)
+        s.o = LinearLayer.forward(s.att, rows: t, weight: w.attentionOutput, threads: model.threads)
         let po: [Float]
         (po, s.sO) = RMSNormLayer.forward(s.o, rows: t, weight: w.postAttentionNorm, eps: eps)
         s.h1 = h0
         for i in 0..<(t * d) { s.h1[i] += po[i] }
         (s.b, s.sFFN) = RMSNormLayer.forward(s.h1, rows: t, weight: w.ffnNorm, eps: eps)
-        s.gu = LinearLayer.forward(s.b, rows: t, weight: w.gateUp)
+        s.gu = LinearLayer.forward(s.b, rows: t, weight: w.gateUp, threads: model.threads)
         s.x = [Float](repeating: 0, count: t * f)
         s.gu.withUnsafeBufferPointer { g in s.x.withUnsafeMutableBufferPointer { x in
             GeluGLULayer.forward(g.baseAddress!, rows: t, ffn: f, out: x.baseAddress!)
@@ -105,7 +105,7 @@ public enum BlockLayer {
     public static func forward(_ h0: [Float], rows t: Int, layer l: Int, model: GemmaModel,
                                rope: (cos: [Float], sin: [Float])) -> (h2: [Float], saved: BlockActivations) {
         var s = forwardToFFNInput(h0, rows: t, layer: l, model: model, rope: rope)
-        let y = LinearLayer.forward(s.x, rows: t, weight: model.blocks[l].down)
+        let y = LinearLayer.forward(s.x, rows: t, weight: model.blocks[l].down, threads: model.threads)
         let h2 = finish(&s, downOutput: y, layer: l, model: model)
         return (h2, s)
     }
@@ -122,18 +122,18 @@ public enum BlockLayer {
         let d = c.hiddenSize, f = c.ffnSize, e = c.headDim
         let hE = c.headCount * e, kE = c.kvHeadCount * e, qkvW = c.qkvRows
         // FFN: dx = dy·W_down, dgu, db, then through ffn_norm into dh1.
-        let dx = LinearLayer.backward(dOut: dy, input: s.x, rows: t, weight: w.down).dx
+        let dx = inputGradient(dy, rows: t, weight: w.down, threads: model.threads)
         var dgu = [Float](repeating: 0, count: t * 2 * f)
         dx.withUnsafeBufferPointer { g in s.gu.withUnsafeBufferPointer { gu in dgu.withUnsafeMutableBufferPointer { o in
             GeluGLULayer.backward(dOut: g.baseAddress!, input: gu.baseAddress!, rows: t, ffn: f, dInput: o.baseAddress!)
         } } }
-        let db = inputGradient(dgu, rows: t, weight: w.gateUp)
+        let db = inputGradient(dgu, rows: t, weight: w.gateUp, threads: model.threads)
         var dh1 = dh2
         let dh1FFN = RMSNormLayer.backward(dOut: db, input: s.h1, scales: s.sFFN, weight: w.ffnNorm)
         for i in 0..<(t * d) { dh1[i] += dh1FFN[i] }
         // Attention: through post_attention_norm, W_o, attention, RoPE, head norms, W_qkv, attn_norm.
         let dO = RMSNormLayer.backward(dOut: dh1, input: s.o, scales: s.sO, weight: w.postAttentionNorm)
-        let dAtt = inputGradient(dO, rows: t, weight: w.attentionOutput)
+        let dAtt = inputGradient(dO, rows: t, weight: w.attentionOutput, threads: model.threads)
         var dq = [Float](repeating: 0, count: t * hE), dk = [Float](repeating: 0, count: t * kE), dv = dk
         let shape = attentionShape(c, layer: l, rows: t)
         dAtt.withUnsafeBufferPointer { g in s.q.withUnsafeBufferPointer { q in s.k.withUnsafeBufferPointer { k in
@@ -166,7 +166,7 @@ public enum BlockLayer {
                 }
             } } }
         }
-        let da = inputGradient(dqkv, rows: t, weight: w.qkv)
+        let da = inputGradient(dqkv, rows: t, weight: w.qkv, threads: model.threads)
         var dh0 = dh1
         let dh0Attn = RMSNormLayer.backward(dOut: da, input: s.h0, scales: s.sAttn, weight: w.attentionNorm)
         for i in 0..<(t * d) { dh0[i] += dh0Attn[i] }
@@ -179,11 +179,11 @@ public enum BlockLayer {
     }
 
     /// dx [T, in] = dy [T, out] · W [out, in].
-    static func inputGradient(_ dy: [Float], rows t: Int, weight: Matrix) -> [Float] {
+    static func inputGradient(_ dy: [Float], rows t: Int, weight: Matrix, threads: Int) -> [Float] {
         var dx = [Float](repeating: 0, count: t * weight.cols)
         dy.withUnsafeBufferPointer { g in weight.values.withUnsafeBufferPointer { wp in dx.withUnsafeMutableBufferPointer { d in
             LinearLayer.backwardInput(dOut: g.baseAddress!, rows: t, inputWidth: weight.cols, weight: wp.baseAddress!,
-                                      outputWidth: weight.rows, dInput: d.baseAddress!)
+                                      outputWidth: weight.rows, dInput: d.baseAddress!, threads: threads)
         } } }
         return dx
     }

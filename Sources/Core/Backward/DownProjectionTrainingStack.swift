@@ -60,7 +60,7 @@ public final class DownProjectionTrainingStack {
 
     /// y [T, D] of the base W_down (the unedited model).
     public func baseDownOutput() -> [Float] {
-        LinearLayer.forward(ffnInput, rows: rows, weight: model.blocks[layer].down)
+        LinearLayer.forward(ffnInput, rows: rows, weight: model.blocks[layer].down, threads: model.threads)
     }
 
     /// The loss with down-projection output y [T, D] at layer L.

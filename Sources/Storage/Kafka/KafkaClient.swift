@@ -12,6 +12,7 @@ public enum KafkaError: Error, Sendable, CustomStringConvertible {
     case subscribeFailed(String)
     case consumeFailed(String)
     case commitFailed(String)
+    case adminFailed(String)
 
     public var description: String {
         switch self {
@@ -23,6 +24,7 @@ public enum KafkaError: Error, Sendable, CustomStringConvertible {
         case .subscribeFailed(let m): "cannot subscribe: \(m)"
         case .consumeFailed(let m): "consume failed: \(m)"
         case .commitFailed(let m): "offset commit failed: \(m)"
+        case .adminFailed(let m): "Kafka admin request failed: \(m)"
         }
     }
 }
@@ -35,6 +37,15 @@ public struct KafkaMessage: Sendable {
     public let key: [UInt8]?
     public let value: [UInt8]
     public let headers: [String: [UInt8]]
+
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], headers: [String: [UInt8]] = [:]) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+    }
 }
 
 /// A message to send. Header values are raw bytes (UTF-8 for text).
@@ -229,8 +240,15 @@ public final class KafkaConsumer {
     }
 
     deinit {
-        rd_kafka_consumer_close(rk)
-        rd_kafka_destroy(rk)
+        if assignedPartitionCount > 0 {
+            rd_kafka_consumer_close(rk)
+            rd_kafka_destroy(rk)
+        } else {
+            // Not (yet) a settled member: leave no LeaveGroup behind. tansu 0.6 wedges a group
+            // for good when a member leaves in the middle of a join; a silent member simply
+            // expires after session.timeout.ms, as after a crash.
+            rd_kafka_destroy_flags(rk, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
+        }
     }
 
     /// Waits up to `timeout` seconds for the next message. Transient broker errors are not
@@ -271,6 +289,35 @@ public final class KafkaConsumer {
                             key: key, value: value, headers: headers)
     }
 
+    /// How many partitions the group currently assigns to this consumer (0 until it joined).
+    public var assignedPartitionCount: Int {
+        var assigned: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
+        guard rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR, let list = assigned else { return 0 }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return Int(list.pointee.cnt)
+    }
+
+    /// Messages not yet consumed by the group: Σ over the assigned partitions of
+    /// (high watermark − committed offset). Asks the broker (up to `timeout` per request);
+    /// nil while nothing is assigned or the broker does not answer.
+    public func lag(timeout: Double = 1) -> Int64? {
+        var assigned: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>? = nil
+        guard rd_kafka_assignment(rk, &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR, let list = assigned else { return nil }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        guard list.pointee.cnt > 0 else { return nil }
+        let ms = Int32(timeout * 1000)
+        guard rd_kafka_committed(rk, list, ms) == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        var total: Int64 = 0
+        for i in 0..<Int(list.pointee.cnt) {
+            let tp = list.pointee.elems[i]
+            var low: Int64 = 0, high: Int64 = 0
+            guard rd_kafka_query_watermark_offsets(rk, tp.topic, tp.partition, &low, &high, ms) == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+            let committed = tp.offset >= 0 ? tp.offset : low
+            total += max(0, high - committed)
+        }
+        return total
+    }
+
     /// Commits `message`'s offset + 1 for its partition, synchronously.
     public func commit(_ message: KafkaMessage) throws(KafkaError) {
         let list = rd_kafka_topic_partition_list_new(1)
@@ -279,5 +326,87 @@ public final class KafkaConsumer {
         tp?.pointee.offset = message.offset + 1
         let err = rd_kafka_commit(rk, list, 0)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw .commitFailed(errorString(err)) }
+    }
+}
+
+/// Topic administration through the Kafka admin API.
+public final class KafkaAdmin {
+    private let rk: OpaquePointer
+
+    public init(brokers: String, settings: [String: String] = [:]) throws(KafkaError) {
+        var all = ["bootstrap.servers": brokers]
+        all.merge(settings) { _, new in new }
+        let conf = try makeConfiguration(all)
+        var errbuf = [CChar](repeating: 0, count: 512)
+        guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw .createFailed(cString(errbuf))
+        }
+        self.rk = rk
+    }
+
+    deinit { rd_kafka_destroy(rk) }
+
+    /// Creates the topics that do not exist yet with `partitions` partitions each. Returns the
+    /// names it created (existing topics are left as they are).
+    @discardableResult
+    public func createTopics(_ names: [String], partitions: Int32 = 1, replicationFactor: Int32 = 1,
+                             timeout: Double = 15) throws(KafkaError) -> [String] {
+        guard !names.isEmpty else { return [] }
+        var errbuf = [CChar](repeating: 0, count: 512)
+        var newTopics: [OpaquePointer?] = []
+        defer { if !newTopics.isEmpty { rd_kafka_NewTopic_destroy_array(&newTopics, newTopics.count) } }
+        for name in names {
+            guard let topic = rd_kafka_NewTopic_new(name, partitions, replicationFactor, &errbuf, errbuf.count) else {
+                throw .adminFailed("topic \(name): \(cString(errbuf))")
+            }
+            newTopics.append(topic)
+        }
+        let queue = rd_kafka_queue_new(rk)
+        defer { rd_kafka_queue_destroy(queue) }
+        let options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS)
+        _ = rd_kafka_AdminOptions_set_request_timeout(options, Int32(timeout * 1000), &errbuf, errbuf.count)
+        rd_kafka_CreateTopics(rk, &newTopics, newTopics.count, options, queue)
+        rd_kafka_AdminOptions_destroy(options)
+
+        guard let event = rd_kafka_queue_poll(queue, Int32(timeout * 1000) + 1000) else {
+            throw .adminFailed("CreateTopics timed out after \(timeout) s")
+        }
+        defer { rd_kafka_event_destroy(event) }
+        let err = rd_kafka_event_error(event)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw .adminFailed(rd_kafka_event_error_string(event).map { String(cString: $0) } ?? errorString(err))
+        }
+        guard let result = rd_kafka_event_CreateTopics_result(event) else { throw .adminFailed("no CreateTopics result") }
+        var count = 0
+        guard let topics = rd_kafka_CreateTopics_result_topics(result, &count) else { return [] }
+        var created: [String] = []
+        for i in 0..<count {
+            guard let t = topics[i] else { continue }
+            let name = String(cString: rd_kafka_topic_result_name(t))
+            switch rd_kafka_topic_result_error(t) {
+            case RD_KAFKA_RESP_ERR_NO_ERROR: created.append(name)
+            case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS: break
+            case let e: throw .adminFailed("topic \(name): \(rd_kafka_topic_result_error_string(t).map { String(cString: $0) } ?? errorString(e))")
+            }
+        }
+        return created
+    }
+
+    /// The number of partitions of `topic` (nil if the broker does not know it).
+    public func partitionCount(_ topic: String, timeout: Double = 5) throws(KafkaError) -> Int? {
+        var metadata: UnsafePointer<rd_kafka_metadata>? = nil
+        let handle = rd_kafka_topic_new(rk, topic, nil)
+        defer { if let handle { rd_kafka_topic_destroy(handle) } }
+        let err = rd_kafka_metadata(rk, 0, handle, &metadata, Int32(timeout * 1000))
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw .adminFailed("metadata of \(topic): \(errorString(err))") }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        for i in 0..<Int(metadata.pointee.topic_cnt) {
+            let t = metadata.pointee.topics[i]
+            if String(cString: t.topic) == topic {
+                return t.err == RD_KAFKA_RESP_ERR_NO_ERROR ? Int(t.partition_cnt) : nil
+            }
+        }
+        return nil
     }
 }

@@ -159,6 +159,15 @@ public final class PostgresConnection {
         return try rows(of: result)
     }
 
+    /// Runs a multi-statement SQL script through PQexec (simple protocol, no parameters).
+    /// For STATIC SQL ONLY: the migration files shipped in `migrations/`. Never pass a string
+    /// that contains any value from input; everything else goes through `query` with `$n`.
+    public func runScript(_ sql: String) throws(PostgresError) {
+        let result = PQexec(conn, sql)
+        defer { PQclear(result) }
+        _ = try rows(of: result)
+    }
+
     /// Runs `body` inside BEGIN … COMMIT; any error rolls back and is rethrown.
     public func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
         try query("BEGIN")

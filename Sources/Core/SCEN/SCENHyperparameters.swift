@@ -1,0 +1,162 @@
+// Every knob of SCEN (arXiv 2404.02699) as one documented, validated Codable value, stored with
+// each expert so that an edit can always be explained and reproduced.
+
+import Foundation
+
+public struct SCENHyperparameters: Codable, Sendable, Equatable {
+    /// Form of the expert (stage 1).
+    public enum ExpertForm: String, Codable, Sendable, CaseIterable {
+        /// W_down + B·A with A [r, F], B [D, r] (default; 43 KB at r = 4).
+        case lowRank = "lowrank"
+        /// A trained copy W' [D, F] of W_down, as the official SCEN code does (5.2 MB).
+        case full
+    }
+
+    /// Loss of the indexing neuron (stage 2) over logits s = w·k + b.
+    public enum NeuronLoss: String, Codable, Sendable, CaseIterable {
+        /// The official code's: exp(−s⁺) + mean(exp(s⁻) + 0.7) + mean(exp(s⁻) − s⁺ + 0.3).
+        case scen
+        /// Logistic with margin: softplus(m − s⁺) + mean softplus(s⁻ + m) + (hardest-negative term)
+        /// mean over the top-k negatives of softplus(s⁻ + m).
+        case logisticMargin = "logistic-margin"
+    }
+
+    /// L: the edited block. Sweep on zsre-dev cases 100–124 (rel/gen/loc): 6: .99/.52/1, 9: 1/.64/1,
+    /// 11: 1/.57/1, 13: 1/.70/1 → 13.
+    public var layer: Int = 13
+    public var expertForm: ExpertForm = .lowRank
+    /// r: rank of the low-rank expert.
+    public var rank: Int = 4
+    /// Adam steps of stage 1 (an upper bound: see `expertStopLoss`).
+    public var expertSteps: Int = 12
+    /// Adam learning rate of stage 1 (for `full`, 1e-4 as in the paper's code is a sane start).
+    public var expertLearningRate: Float = 3e-2
+    /// Stage 1 stops early once every target token is the argmax and the mean loss is below this.
+    public var expertStopLoss: Float = 0.05
+    /// Scale of the uniform initialisation of A: U(±scale/√F) (PEFT's Kaiming-uniform uses 1).
+    public var expertInitScale: Float = 1
+
+    /// θ: an edit is routed when its neuron's sigmoid score exceeds this (paper: 0.65).
+    public var theta: Float = 0.65
+    public var neuronLoss: NeuronLoss = .logisticMargin
+    /// Adam steps and learning rate of stage 2 (on standardised keys).
+    public var neuronSteps: Int = 60
+    public var neuronLearningRate: Float = 5e-2
+    /// Margin m of the logistic loss (logit units).
+    public var neuronMargin: Float = 3
+    /// Hardest negatives emphasised by the logistic loss (0: none).
+    public var neuronHardNegatives: Int = 16
+    /// Start the neuron from the prototype direction (mean positive − mean negative), scaled so the
+    /// positive sits at logit +4 and the hardest negative at −4 (beyond SCEN's random start).
+    public var neuronPrototypeInit: Bool = true
+    /// L2 penalty λ on w (z-space): keeps unseen keys near the bias.
+    public var neuronWeightDecay: Float = 0
+    /// Whether neurons have a bias b (routing score sigmoid(w·k + b)).
+    public var neuronBias: Bool = true
+    /// Standardise keys with the negative pool's per-dimension mean and spread before training
+    /// the neuron (folded into w and b afterwards, so routing is still one mat-vec on raw keys).
+    public var standardizeKeys: Bool = true
+
+    /// Beyond SCEN: when a new edit arrives, earlier neurons scoring above θ − `refineMargin` on
+    /// the new key are refined (vector work only) with it as an extra negative.
+    public var refineEarlierNeurons: Bool = true
+    public var refineMargin: Float = 0.3
+    public var refineSteps: Int = 30
+    /// Beyond SCEN: a routed edit must also have cosine(standardised key, its stored key) ≥ this
+    /// (nil: neuron score only, as in the paper).
+    /// Measured on zsre-dev T=30: locality-prompt firing 0.90 → 0.00, reliability and generality unchanged.
+    public var keyGate: Float? = 0.5
+
+    /// Applied by callers that feed benchmark questions (the eval harness): `{prompt}` is replaced.
+    public var promptTemplate: String = "Question: {prompt}\nAnswer:"
+    /// Seed of the expert initialisation (mixed with the edit id).
+    public var seed: UInt64 = 0x5CE1
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, theta, neuronLoss
+        case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
+        case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
+    }
+
+    /// Decodes a possibly partial JSON object: missing keys keep their defaults.
+    public init(from decoder: any Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func read<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { value = v }
+        }
+        try read(.layer, &layer); try read(.expertForm, &expertForm); try read(.rank, &rank)
+        try read(.expertSteps, &expertSteps); try read(.expertLearningRate, &expertLearningRate)
+        try read(.expertStopLoss, &expertStopLoss); try read(.expertInitScale, &expertInitScale)
+        try read(.theta, &theta); try read(.neuronLoss, &neuronLoss); try read(.neuronSteps, &neuronSteps)
+        try read(.neuronLearningRate, &neuronLearningRate); try read(.neuronMargin, &neuronMargin)
+        try read(.neuronHardNegatives, &neuronHardNegatives); try read(.neuronPrototypeInit, &neuronPrototypeInit)
+        try read(.neuronWeightDecay, &neuronWeightDecay); try read(.neuronBias, &neuronBias)
+        try read(.standardizeKeys, &standardizeKeys); try read(.refineEarlierNeurons, &refineEarlierNeurons)
+        try read(.refineMargin, &refineMargin); try read(.refineSteps, &refineSteps)
+        if c.contains(.keyGate) { keyGate = try c.decodeIfPresent(Float.self, forKey: .keyGate) }
+        try read(.promptTemplate, &promptTemplate); try read(.seed, &seed)
+    }
+
+    /// Encodes every key (a disabled key gate as an explicit null, so decoding keeps it off).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(layer, forKey: .layer); try c.encode(expertForm, forKey: .expertForm); try c.encode(rank, forKey: .rank)
+        try c.encode(expertSteps, forKey: .expertSteps); try c.encode(expertLearningRate, forKey: .expertLearningRate)
+        try c.encode(expertStopLoss, forKey: .expertStopLoss); try c.encode(expertInitScale, forKey: .expertInitScale)
+        try c.encode(theta, forKey: .theta); try c.encode(neuronLoss, forKey: .neuronLoss); try c.encode(neuronSteps, forKey: .neuronSteps)
+        try c.encode(neuronLearningRate, forKey: .neuronLearningRate); try c.encode(neuronMargin, forKey: .neuronMargin)
+        try c.encode(neuronHardNegatives, forKey: .neuronHardNegatives); try c.encode(neuronPrototypeInit, forKey: .neuronPrototypeInit)
+        try c.encode(neuronWeightDecay, forKey: .neuronWeightDecay); try c.encode(neuronBias, forKey: .neuronBias)
+        try c.encode(standardizeKeys, forKey: .standardizeKeys); try c.encode(refineEarlierNeurons, forKey: .refineEarlierNeurons)
+        try c.encode(refineMargin, forKey: .refineMargin); try c.encode(refineSteps, forKey: .refineSteps)
+        if let keyGate { try c.encode(keyGate, forKey: .keyGate) } else { try c.encodeNil(forKey: .keyGate) }
+        try c.encode(promptTemplate, forKey: .promptTemplate); try c.encode(seed, forKey: .seed)
+    }
+
+    /// Throws `SCENError.invalidHyperparameters` unless every value is usable with `config`.
+    public func validate(for config: GemmaConfig? = nil) throws {
+        func check(_ ok: Bool, _ what: String) throws { if !ok { throw SCENError.invalidHyperparameters(what) } }
+        try check(layer >= 0, "layer must be ≥ 0")
+        if let config { try check(layer < config.blockCount, "layer \(layer) ≥ block count \(config.blockCount)") }
+        try check(rank >= 1 && rank <= 256, "rank must be in 1…256")
+        try check(expertSteps >= 1 && expertSteps <= 1000, "expertSteps must be in 1…1000")
+        try check(expertLearningRate > 0 && expertLearningRate.isFinite, "expertLearningRate must be positive")
+        try check(expertStopLoss >= 0, "expertStopLoss must be ≥ 0")
+        try check(expertInitScale > 0, "expertInitScale must be positive")
+        try check(theta > 0 && theta < 1, "theta must be in (0, 1)")
+        try check(neuronSteps >= 1 && neuronSteps <= 10_000, "neuronSteps must be in 1…10000")
+        try check(neuronLearningRate > 0 && neuronLearningRate.isFinite, "neuronLearningRate must be positive")
+        try check(neuronMargin >= 0, "neuronMargin must be ≥ 0")
+        try check(neuronWeightDecay >= 0, "neuronWeightDecay must be ≥ 0")
+        try check(neuronHardNegatives >= 0, "neuronHardNegatives must be ≥ 0")
+        try check(refineMargin >= 0 && refineSteps >= 0, "refine settings must be ≥ 0")
+        if let g = keyGate { try check(g > -1 && g < 1, "keyGate must be in (−1, 1)") }
+        try check(promptTemplate.contains("{prompt}"), "promptTemplate must contain {prompt}")
+    }
+
+    /// The template applied to a question.
+    public func templated(_ prompt: String) -> String {
+        promptTemplate.replacingOccurrences(of: "{prompt}", with: prompt)
+    }
+}
+
+public enum SCENError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidHyperparameters(String)
+    case emptyTarget
+    case emptyPrompt
+    case layerMismatch(expected: Int, found: Int)
+    case shapeMismatch(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidHyperparameters(s): return "invalid SCEN hyperparameters: \(s)"
+        case .emptyTarget: return "the edit's target has no tokens"
+        case .emptyPrompt: return "the edit's prompt has no tokens"
+        case let .layerMismatch(e, f): return "edit layer \(f) does not match the index layer \(e)"
+        case let .shapeMismatch(s): return "shape mismatch: \(s)"
+        }
+    }
+}

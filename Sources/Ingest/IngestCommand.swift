@@ -1,0 +1,83 @@
+// scen-ingest: consumes correction events (scen.corrections), validates them, stores each valid
+// one as a correction + queued edit (one transaction), hands the edit to the Trainer on
+// scen.edit-jobs, and dead-letters the rest (scen.corrections.dlq + dead_letters).
+import ArgumentParser
+import Core
+import Foundation
+import Logging
+import Storage
+
+@main
+struct IngestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scen-ingest", abstract: "Consume correction events, validate them and queue edits for training.")
+
+    @OptionGroup var service: ServiceOptions
+
+    @Option(help: "The GGUF model whose tokenizer and context length bound events (default: $SCEN_MODEL or models/gemma-3-270m-q4_k_m.gguf).")
+    var model: String?
+
+    @Option(help: "Consumer group.")
+    var group: String = PipelineGroups.ingest
+
+    func run() throws {
+        LogfmtLogHandler.bootstrap()
+        let logger = Logger(label: "scen-ingest")
+        let settings = service.resolved()
+
+        let registry = PrometheusRegistry()
+        let consumed = registry.counter("scen_ingest_events_consumed_total", help: "Correction events read from Kafka.")
+        let queued = registry.counter("scen_ingest_edits_queued_total", help: "Valid events stored as queued edits.")
+        let duplicates = registry.counter("scen_ingest_duplicates_total", help: "Events whose id was seen before.")
+        let deadLettered = registry.counter("scen_ingest_events_dead_lettered_total", help: "Events rejected to the dead-letter topic.")
+        let handleSeconds = registry.histogram("scen_ingest_handle_seconds", help: "Time to validate, store and forward one event.",
+                                               buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
+        let lag = registry.gauge("scen_ingest_consumer_lag", help: "Events on scen.corrections not yet committed by the group.")
+        let server = try MetricsServer(registry: registry, host: settings.metricsHost, port: settings.metricsPort)
+        logger.info("metrics listening", metadata: ["url": "http://\(settings.metricsHost):\(server.port)/metrics"])
+
+        let modelPath = SettingsResolver.modelPath(flag: model)
+        guard FileManager.default.fileExists(atPath: modelPath) else {
+            throw ValidationError("model file \(modelPath) not found: run scripts/bootstrap, or pass --model")
+        }
+        let file = try GGUFFile(path: modelPath)
+        let config = try GemmaConfig(file: file)
+        let tokenizer = try GemmaTokenizer(gguf: file)
+        logger.info("tokenizer loaded", metadata: ["model": "\(modelPath)", "context_tokens": "\(config.contextLength)"])
+        let validator = CorrectionValidator(limits: CorrectionLimits(contextTokens: config.contextLength)) {
+            tokenizer.encode($0, addBOS: false).count
+        }
+
+        try service.prepare(logger: logger, topics: PipelineTopics.all)
+        let producer = try KafkaProducer(brokers: settings.kafkaBrokers, settings: settings.producerSettings)
+        var store = try PostgresEditStore(url: settings.postgresURL)
+        var step = IngestStep(validator: validator, corrections: store, deadLetters: store, sink: producer, logger: logger)
+        let consumer = try KafkaConsumer(brokers: settings.kafkaBrokers, group: group, topics: [PipelineTopics.corrections],
+                                         settings: settings.consumerSettings)
+        logger.info("consuming", metadata: ["topic": "\(PipelineTopics.corrections)", "group": "\(group)"])
+
+        let loop = ConsumerLoop(consumer: consumer, shutdown: ShutdownSignal(), logger: logger, lag: lag, exitWhenIdle: settings.exitWhenIdle)
+        try loop.run(handle: { message in
+            let start = Date()
+            let outcome = try step.handle(message)
+            consumed.increment()
+            switch outcome {
+            case .queued: queued.increment()
+            case .duplicate: duplicates.increment()
+            case .deadLettered: deadLettered.increment()
+            }
+            handleSeconds.observe(Date().timeIntervalSince(start))
+        }, recover: { _ in
+            guard !store.db.isConnected else { return }
+            do {
+                store = try PostgresEditStore(url: settings.postgresURL)
+                step = IngestStep(validator: validator, corrections: store, deadLetters: store, sink: producer, logger: logger)
+                logger.info("reconnected to PostgreSQL")
+            } catch {
+                logger.error("PostgreSQL still unreachable", metadata: ["error": "\(error)"])
+            }
+        })
+        logger.info("stopped", metadata: ["consumed": "\(Int(consumed.value))", "queued": "\(Int(queued.value))",
+                                          "dead_lettered": "\(Int(deadLettered.value))", "duplicates": "\(Int(duplicates.value))"])
+    }
+}

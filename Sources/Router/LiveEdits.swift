@@ -1,0 +1,99 @@
+// The router's routing table of active edits: loaded from PostgreSQL at start, then kept
+// current by LISTEN scen_edits (new, superseded, reverted and refined edits) on a thread of its
+// own. Requests read an immutable EditIndex snapshot; updates swap it, never blocking them.
+import Core
+import Foundation
+import Logging
+import Storage
+
+/// Per-request editor over one snapshot; remembers which edit fired.
+final class SCENRequestEditor: RequestEditor, @unchecked Sendable {
+    private let router: SCENRouter
+    var layer: Int { router.layer }
+
+    init(router: SCENRouter) { self.router = router }
+
+    func selectEdit(for activations: FFNActivations) -> (any DownProjectionEdit)? {
+        router.selectEdit(for: activations)
+    }
+
+    var firedEdit: (id: Int64, score: Float)? {
+        guard let d = router.decision, let id = Int64(d.editID) else { return nil }
+        return (id, d.score)
+    }
+}
+
+final class LiveEdits: EditRouting, @unchecked Sendable {
+    let store: EditIndexStore
+    let hyperparameters: SCENHyperparameters
+    private let empty: EditIndex
+    private let logger: Logger
+
+    init(empty: EditIndex, hyperparameters: SCENHyperparameters, logger: Logger) {
+        self.empty = empty
+        self.store = EditIndexStore(empty)
+        self.hyperparameters = hyperparameters
+        self.logger = logger
+    }
+
+    func makeEditor() -> (any RequestEditor)? {
+        let snapshot = store.snapshot
+        return snapshot.isEmpty ? nil : SCENRequestEditor(router: snapshot.makeRouter())
+    }
+
+    var activeCount: Int { store.snapshot.count }
+
+    /// Rebuilds the table from every active edit (start, and after notifications).
+    func reload(from catalog: any EditCatalog) throws {
+        var index = empty
+        var skipped = 0
+        for edit in try catalog.activeEdits().sorted(by: { $0.record.isLater(than: $1.record) == false }) {
+            guard let entry = edit.editEntry(hyperparameters: hyperparameters) else { skipped += 1; continue }
+            index = try index.adding(entry)
+        }
+        let loaded = index
+        store.update { _ in loaded }
+        if skipped > 0 {
+            logger.warning("active edits not routable by this router (other layer or untrained)", metadata: ["skipped": "\(skipped)"])
+        }
+    }
+
+    /// Removes one edit at once (a revert answered by this router).
+    func remove(editID: Int64) {
+        store.update { $0.removing(editID: String(editID)) }
+    }
+
+    /// Follows `scen_edits` until the process ends: each burst of notifications triggers one
+    /// reload; a lost connection is re-opened, and a full reload every `resync` seconds covers
+    /// anything missed meanwhile.
+    func follow(url: String, resync: Double = 30) {
+        var lastReload = Date()
+        while true {
+            do {
+                let listener = try PostgresConnection(url: url)
+                try listener.listen(PipelineChannels.edits)
+                let catalog = PostgresEditStore(try PostgresConnection(url: url))
+                try reload(from: catalog)
+                lastReload = Date()
+                logger.info("following edits", metadata: ["active": "\(activeCount)"])
+                while true {
+                    let notes = try listener.notifications(timeout: 1)
+                    if !notes.isEmpty || Date().timeIntervalSince(lastReload) > resync {
+                        let start = Date()
+                        try reload(from: catalog)
+                        lastReload = Date()
+                        if !notes.isEmpty {
+                            logger.info("edits changed", metadata: [
+                                "notifications": "\(notes.count)", "active": "\(activeCount)",
+                                "reload_ms": "\(Int(Date().timeIntervalSince(start) * 1000))",
+                            ])
+                        }
+                    }
+                }
+            } catch {
+                logger.error("edit listener failed; reconnecting in 1 s", metadata: ["error": "\(error)"])
+                Thread.sleep(forTimeInterval: 1)
+            }
+        }
+    }
+}

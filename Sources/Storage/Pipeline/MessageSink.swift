@@ -1,0 +1,30 @@
+// Where the pipeline steps send Kafka messages: the idempotent producer, or a recording twin
+// in tests. `send` returns only once every message is acknowledged.
+
+public protocol MessageSink: AnyObject {
+    func send(_ messages: [KafkaOutgoing]) throws
+}
+
+extension KafkaProducer: MessageSink {
+    public func send(_ messages: [KafkaOutgoing]) throws {
+        try send(messages, timeout: 30)
+    }
+}
+
+/// Records what was sent (for hermetic tests); `failNext` makes the next sends throw.
+public final class RecordingMessageSink: MessageSink {
+    public private(set) var sent: [KafkaOutgoing] = []
+    public var failNext = 0
+
+    public struct Failure: Error {}
+
+    public init() {}
+
+    public func send(_ messages: [KafkaOutgoing]) throws {
+        if failNext > 0 {
+            failNext -= 1
+            throw Failure()
+        }
+        sent += messages
+    }
+}

@@ -1,0 +1,74 @@
+// The consume loop both services share: poll → handle → commit the offset only after the
+// handler returned (its database transaction committed and its messages were acknowledged).
+// A handler error is an outage (input never throws): the same message is retried with
+// backoff after `recover`, and nothing is committed meanwhile. SIGTERM/SIGINT end the loop
+// between messages; during a retry they end it at once, leaving the message uncommitted.
+import Foundation
+import Logging
+
+public final class ConsumerLoop {
+    let consumer: KafkaConsumer
+    let shutdown: ShutdownSignal
+    let logger: Logger
+    let lag: PrometheusRegistry.Gauge?
+    /// Exit after this many seconds without a message once partitions are assigned (nil: run
+    /// until signalled).
+    let exitWhenIdle: Double?
+
+    public init(consumer: KafkaConsumer, shutdown: ShutdownSignal, logger: Logger, lag: PrometheusRegistry.Gauge?, exitWhenIdle: Double?) {
+        self.consumer = consumer
+        self.shutdown = shutdown
+        self.logger = logger
+        self.lag = lag
+        self.exitWhenIdle = exitWhenIdle
+    }
+
+    public func run(handle: (KafkaMessage) throws -> Void, recover: (any Error) -> Void) throws {
+        var lastMessage = Date()
+        var lastLagCheck = Date.distantPast
+        var joined = false
+        while !shutdown.isRequested {
+            if let lag, Date().timeIntervalSince(lastLagCheck) > 5 {
+                if let value = consumer.lag(timeout: 1) { lag.set(Double(value)) }
+                lastLagCheck = Date()
+            }
+            guard let message = try consumer.poll(timeout: 0.5) else {
+                if exitWhenIdle != nil && !joined {
+                    joined = consumer.assignedPartitionCount > 0
+                    lastMessage = Date()
+                }
+                if let idle = exitWhenIdle, joined, Date().timeIntervalSince(lastMessage) > idle {
+                    logger.info("idle; exiting", metadata: ["idle_seconds": "\(idle)"])
+                    break
+                }
+                continue
+            }
+            joined = true
+            var delay = 0.5
+            while true {
+                do {
+                    try handle(message)
+                    break
+                } catch {
+                    logger.error("cannot process message; will retry", metadata: [
+                        "error": "\(error)", "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
+                    if shutdown.isRequested {
+                        logger.info("stopping; message left uncommitted", metadata: ["offset": "\(message.offset)"])
+                        return
+                    }
+                    recover(error)
+                    Thread.sleep(forTimeInterval: delay)
+                    delay = min(delay * 2, 10)
+                }
+            }
+            do {
+                try consumer.commit(message)
+            } catch {
+                // Safe: the message will be delivered again and handled idempotently.
+                logger.warning("offset commit failed", metadata: ["error": "\(error)", "offset": "\(message.offset)"])
+            }
+            lastMessage = Date()
+        }
+        if shutdown.isRequested { logger.info("shutdown requested; stopped between messages") }
+    }
+}

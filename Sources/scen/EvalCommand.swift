@@ -1,0 +1,98 @@
+// `scen eval`: the sequential-editing benchmark (Core/Eval/EditEvaluation.swift) on a JSONL file
+// of /work/shared/data's format. Progress on stderr; the report JSON is written to --report and
+// printed as the last line of stdout.
+
+import ArgumentParser
+import Core
+import Foundation
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Apply T edits sequentially (SCEN, FT-L or none) and report reliability, generality, locality.")
+
+    @Option(help: "JSONL benchmark file (ZsRE or CounterFact format).") var data: String
+    @Option(help: "Number of edits T (the first T cases after --offset).") var limit: Int = 100
+    @Option(help: "Cases to skip first.") var offset: Int = 0
+    @Option(help: "scen | ft | none") var method: String = "scen"
+    @Option(help: "Write the report JSON here.") var report: String?
+    @Option(name: .customLong("eval-every"), help: "Also evaluate every K edits.") var evalEvery: Int?
+    @Option(help: "GGUF model file.") var model: String = "models/gemma-3-270m-q4_k_m.gguf"
+    @Option(help: "Threads.") var threads: Int = 2
+    @Option(help: "SCENHyperparameters as JSON (a file path or inline JSON); flags below override it.") var config: String?
+    @Option(help: "Edit layer L.") var layer: Int?
+    @Option(name: .customLong("expert-form"), help: "lowrank | full") var expertForm: String?
+    @Option(help: "Expert rank r.") var rank: Int?
+    @Option(name: .customLong("expert-steps")) var expertSteps: Int?
+    @Option(name: .customLong("expert-lr")) var expertLR: Float?
+    @Option(name: .customLong("expert-stop-loss")) var expertStopLoss: Float?
+    @Option var theta: Float?
+    @Option(name: .customLong("neuron-loss"), help: "scen | logistic-margin") var neuronLoss: String?
+    @Option(name: .customLong("neuron-steps")) var neuronSteps: Int?
+    @Option(name: .customLong("neuron-lr")) var neuronLR: Float?
+    @Option(name: .customLong("neuron-margin")) var neuronMargin: Float?
+    @Option(name: .customLong("hard-negatives")) var hardNegatives: Int?
+    @Option(name: .customLong("neuron-weight-decay")) var neuronWeightDecay: Float?
+    @Option(name: .customLong("prototype-init"), help: "true|false") var prototypeInit: Bool?
+    @Option(name: .customLong("neuron-bias"), help: "true|false") var neuronBias: Bool?
+    @Option(name: .customLong("refine"), help: "Refine earlier neurons (true|false).") var refine: Bool?
+    @Option(name: .customLong("standardize"), help: "Standardise keys (true|false).") var standardize: Bool?
+    @Option(name: .customLong("key-gate"), help: "Minimum key cosine (negative: off).") var keyGate: Float?
+    @Option(name: .customLong("prompt-template")) var promptTemplate: String?
+
+    func hyperparameters() throws -> SCENHyperparameters {
+        var hp = SCENHyperparameters()
+        if let config {
+            let json = FileManager.default.fileExists(atPath: config) ? try Data(contentsOf: URL(fileURLWithPath: config)) : Data(config.utf8)
+            hp = try JSONDecoder().decode(SCENHyperparameters.self, from: json)
+        }
+        if let layer { hp.layer = layer }
+        if let expertForm {
+            guard let f = SCENHyperparameters.ExpertForm(rawValue: expertForm) else { throw ValidationError("--expert-form lowrank|full") }
+            hp.expertForm = f
+        }
+        if let rank { hp.rank = rank }
+        if let expertSteps { hp.expertSteps = expertSteps }
+        if let expertLR { hp.expertLearningRate = expertLR }
+        if let expertStopLoss { hp.expertStopLoss = expertStopLoss }
+        if let theta { hp.theta = theta }
+        if let neuronLoss {
+            guard let l = SCENHyperparameters.NeuronLoss(rawValue: neuronLoss) else { throw ValidationError("--neuron-loss scen|logistic-margin") }
+            hp.neuronLoss = l
+        }
+        if let neuronSteps { hp.neuronSteps = neuronSteps }
+        if let neuronLR { hp.neuronLearningRate = neuronLR }
+        if let neuronMargin { hp.neuronMargin = neuronMargin }
+        if let hardNegatives { hp.neuronHardNegatives = hardNegatives }
+        if let neuronWeightDecay { hp.neuronWeightDecay = neuronWeightDecay }
+        if let prototypeInit { hp.neuronPrototypeInit = prototypeInit }
+        if let neuronBias { hp.neuronBias = neuronBias }
+        if let refine { hp.refineEarlierNeurons = refine }
+        if let standardize { hp.standardizeKeys = standardize }
+        if let keyGate { hp.keyGate = keyGate < 0 ? nil : keyGate }
+        if let promptTemplate { hp.promptTemplate = promptTemplate.replacingOccurrences(of: "\\n", with: "\n") }
+        return hp
+    }
+
+    func run() throws {
+        guard let m = EditMethod(rawValue: method) else { throw ValidationError("--method scen|ft|none") }
+        let hp = try hyperparameters()
+        let all = try EditBenchmark.load(path: data)
+        let cases = Array(all.dropFirst(offset).prefix(limit))
+        let stderr = FileHandle.standardError
+        func status(_ s: String) { stderr.write(Data("\r\u{1B}[K\(s)".utf8)) }
+        status("loading \(model)")
+        let file = try GGUFFile(path: model)
+        let gemma = try GemmaModel(file: file, threads: threads)
+        let tokenizer = try GemmaTokenizer(gguf: file)
+        let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: m, cases: cases)
+        evaluation.progress = status
+        var result = try evaluation.run(evalEvery: evalEvery)
+        result.data = data
+        stderr.write(Data("\n".utf8))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = try encoder.encode(result)
+        if let report { try json.write(to: URL(fileURLWithPath: report)) }
+        print(String(decoding: json, as: UTF8.self))
+    }
+}

@@ -1,0 +1,96 @@
+// SCEN end to end on the real model: one edit ("The first president of the United States was" →
+// " George Washington"), routed greedy answer becomes the target; an unrelated prompt's greedy
+// output is unchanged; stage 2 of a later edit runs no model forward over earlier edits; and the
+// training forward's loss equals the inference forward's.
+
+import Foundation
+import Testing
+import Core
+
+private enum SCENTestEnvironment {
+    static let packageRoot: URL? = {
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while dir.path != "/" {
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }()
+    static let modelPath: String? = {
+        if let path = ProcessInfo.processInfo.environment["SCEN_MODEL"], !path.isEmpty { return path }
+        return packageRoot?.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+    }()
+    static let modelExists = modelPath.map { FileManager.default.fileExists(atPath: $0) } ?? false
+    static let requireModel = ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1"
+    static let enabled = modelExists || requireModel
+
+    struct MissingModel: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "model file \(path) is missing: run scripts/bootstrap" }
+    }
+
+    static let loaded: Result<(GemmaModel, GemmaTokenizer), any Error> = {
+        guard modelExists, let modelPath else { return .failure(MissingModel(path: modelPath ?? "models/…")) }
+        return Result {
+            let file = try GGUFFile(path: modelPath)
+            return (try GemmaModel(file: file), try GemmaTokenizer(gguf: file))
+        }
+    }()
+}
+
+@Suite(.serialized, .enabled(if: SCENTestEnvironment.enabled, "model file missing (set SCEN_REQUIRE_MODEL=1 to fail instead)"))
+struct SCENModelTests {
+    @Test func editRoutesAndLeavesOtherPromptsAlone() throws {
+        let (model, tokenizer) = try SCENTestEnvironment.loaded.get()
+        let hp = SCENHyperparameters()
+        let editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp)
+        let prompt = "The first president of the United States was"
+        let unrelated = "The capital of France is"
+        let session = model.makeSession(capacity: 64)
+        let before = try session.generate(prompt: tokenizer.encode(unrelated), maxTokens: 6)
+
+        var index = editor.emptyIndex()
+        // An earlier edit, so that the new neuron has an earlier key among its negatives.
+        index = try editor.edit(EditRequest(id: "e0", prompt: "The largest planet in the solar system is", target: " Mars"),
+                                index: index).index
+        let outcome = try editor.edit(EditRequest(id: "e1", prompt: prompt, target: " George Washington"), index: index)
+        index = outcome.index
+        // Stage 2 ran no model forward over the earlier edit: one frozen-prefix forward per edit.
+        #expect(outcome.prefixForwards == 1)
+        #expect(editor.prefixForwardCount == 2)
+
+        let router = index.makeRouter()
+        let target = tokenizer.encode(" George Washington", addBOS: false)
+        let answer = try session.generate(prompt: tokenizer.encode(prompt), maxTokens: target.count, editor: router)
+        #expect(router.decision?.editID == "e1", "score \(router.bestScore ?? -1)")
+        #expect(answer == target, "got '\(tokenizer.decode(answer))'")
+
+        let other = index.makeRouter()
+        let after = try session.generate(prompt: tokenizer.encode(unrelated), maxTokens: 6, editor: other)
+        #expect(other.decision == nil, "a neuron fired on an unrelated prompt (score \(other.bestScore ?? -1))")
+        #expect(after == before)
+
+        // Revert: routing stops at once.
+        let reverted = index.removing(editID: "e1").makeRouter()
+        _ = try session.generate(prompt: tokenizer.encode(prompt), maxTokens: 1, editor: reverted)
+        #expect(reverted.decision?.editID != "e1")
+        #expect(outcome.entry.byteCount <= 64 * 1024)
+    }
+
+    /// The training forward's loss equals the inference forward's on one real prompt.
+    @Test func trainingForwardMatchesInference() throws {
+        let (model, tokenizer) = try SCENTestEnvironment.loaded.get()
+        let seq = try TrainingSequence(tokenizer: tokenizer, prompt: "Question: What is the capital of Italy?\nAnswer:", target: " Rome")
+        let stack = try DownProjectionTrainingStack(model: model, layer: 9, tokens: seq.tokens, targets: seq.targets)
+        let train = stack.loss(downOutput: stack.baseDownOutput()).loss
+        let session = model.makeSession(capacity: 64)
+        let logits = try session.prefill(seq.tokens, logitRows: seq.targets.map(\.row))
+        var inference = 0.0
+        for (i, t) in seq.targets.enumerated() {
+            let z = logits[i].map(Double.init), m = z.max()!
+            inference += log(z.reduce(0) { $0 + exp($1 - m) }) + m - z[Int(t.token)]
+        }
+        inference /= Double(seq.targets.count)
+        #expect(abs(Double(train) - inference) < 2e-3 * max(1, inference), "training \(train) vs inference \(inference)")
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Storage
+import Testing
+
+@Suite("Prometheus registry and /metrics listener")
+struct PrometheusRegistryTests {
+    @Test func rendersTheTextFormat() {
+        let registry = PrometheusRegistry()
+        let c = registry.counter("scen_test_events_total", help: "Events.")
+        let g = registry.gauge("scen_test_lag", help: "Lag.")
+        let h = registry.histogram("scen_test_seconds", help: "Seconds.", buckets: [0.5, 1, 2])
+        c.increment()
+        c.increment(by: 2)
+        g.set(7)
+        for v in [0.1, 0.7, 1.5, 9] { h.observe(v) }
+        #expect(registry.render() == """
+            # HELP scen_test_events_total Events.
+            # TYPE scen_test_events_total counter
+            scen_test_events_total 3
+            # HELP scen_test_lag Lag.
+            # TYPE scen_test_lag gauge
+            scen_test_lag 7
+            # HELP scen_test_seconds Seconds.
+            # TYPE scen_test_seconds histogram
+            scen_test_seconds_bucket{le="0.5"} 1
+            scen_test_seconds_bucket{le="1"} 2
+            scen_test_seconds_bucket{le="2"} 3
+            scen_test_seconds_bucket{le="+Inf"} 4
+            scen_test_seconds_sum 11.3
+            scen_test_seconds_count 4
+
+            """)
+    }
+
+    @Test func servesMetricsOverHTTP() throws {
+        let registry = PrometheusRegistry()
+        registry.counter("scen_test_up_total", help: "Up.").increment()
+        let server = try MetricsServer(registry: registry, port: 0)
+        #expect(server.port > 0)
+        func get(_ path: String) throws -> String {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(s) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(server.port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            try #require(ok == 0)
+            let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            _ = request.withUnsafeBytes { write(s, $0.baseAddress, $0.count) }
+            var out = [UInt8](), buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = read(s, &buf, buf.count)
+                if n <= 0 { break }
+                out += buf[0..<n]
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+        let metrics = try get("/metrics")
+        #expect(metrics.hasPrefix("HTTP/1.1 200 OK\r\n"))
+        #expect(metrics.contains("Content-Type: text/plain; version=0.0.4"))
+        #expect(metrics.hasSuffix("scen_test_up_total 1\n"))
+        #expect(try get("/other").hasPrefix("HTTP/1.1 404"))
+    }
+}
