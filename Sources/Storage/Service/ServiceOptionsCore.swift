@@ -27,9 +27,12 @@ public struct ServiceSettings: Sendable {
 
     /// librdkafka settings for consumers: the `--kafka-setting`s (group timeouts etc.).
     public var consumerSettings: [String: String] { kafkaSettings.filter { !$0.key.hasPrefix("producer.") } }
-    /// librdkafka settings for producers: only the client-wide ones make sense there.
+    /// librdkafka settings for producers: only the client-wide ones make sense there. The
+    /// services send one message at a time and wait for its ack, so batching (linger) only adds latency.
     public var producerSettings: [String: String] {
-        kafkaSettings.filter { !["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset"].contains($0.key) }
+        ["linger.ms": "0"].merging(kafkaSettings.filter {
+            !["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset"].contains($0.key)
+        }) { _, new in new }
     }
 
     /// Applies migrations when asked, and creates the pipeline's topics (1 partition each).
