@@ -84,7 +84,10 @@ let package = Package(
         // Against the real model file (models/), run by `make test`.
         .testTarget(name: "ModelTests", dependencies: ["Core"], swiftSettings: fastMath),
         // Against the local stack (PostgreSQL + Kafka broker), run by `make test`.
-        .testTarget(name: "StackTests", dependencies: ["Core", "Storage"]),
+        .testTarget(
+            name: "StackTests",
+            dependencies: ["Core", "Storage", "Router", .product(name: "HummingbirdTesting", package: "hummingbird")]
+        ),
         // Hermetic: event validation, expert codec, in-memory repositories, pipeline steps.
         .testTarget(name: "StorageTests", dependencies: ["Core", "Storage"]),
         // The router driven in-process (real model; the stack for the edit endpoints).

@@ -100,6 +100,12 @@ struct EditListResponse: ResponseEncodable {
         case edits
         case nextAfter = "next_after"
     }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(edits, forKey: .edits)
+        try c.encode(nextAfter, forKey: .nextAfter)  // explicit null on the last page
+    }
 }
 
 struct RevertResponse: ResponseEncodable {

@@ -23,28 +23,40 @@ final class SCENRequestEditor: RequestEditor, @unchecked Sendable {
     }
 }
 
-final class LiveEdits: EditRouting, @unchecked Sendable {
+public final class LiveEdits: EditRouting, @unchecked Sendable {
     let store: EditIndexStore
     let hyperparameters: SCENHyperparameters
     private let empty: EditIndex
     private let logger: Logger
+    private let stopped = NSLock()
+    private var isStopped = false
 
-    init(empty: EditIndex, hyperparameters: SCENHyperparameters, logger: Logger) {
-        self.empty = empty
-        self.store = EditIndexStore(empty)
+    /// The empty table for `model`: the key statistics of the generic prompt pool at the edit
+    /// layer are computed here (a few hundred forwards, cached per model and layer).
+    public init(model: GemmaModel, tokenizer: GemmaTokenizer, hyperparameters: SCENHyperparameters, logger: Logger) throws {
+        try hyperparameters.validate(for: model.config)
+        let pool = try NegativePool.shared(model: model, tokenizer: tokenizer, layer: hyperparameters.layer) { done, total in
+            if done == total || done % 100 == 0 { logger.info("key statistics", metadata: ["done": "\(done)", "total": "\(total)"]) }
+        }
+        empty = EditIndex(hyperparameters: hyperparameters, pool: pool, ffnSize: model.config.ffnSize)
+        store = EditIndexStore(empty)
         self.hyperparameters = hyperparameters
         self.logger = logger
     }
 
-    func makeEditor() -> (any RequestEditor)? {
+    public func makeEditor() -> (any RequestEditor)? {
         let snapshot = store.snapshot
         return snapshot.isEmpty ? nil : SCENRequestEditor(router: snapshot.makeRouter())
     }
 
-    var activeCount: Int { store.snapshot.count }
+    public var activeCount: Int { store.snapshot.count }
+
+    /// Ends `follow` within about a second.
+    public func stop() { stopped.withLock { isStopped = true } }
+    private var shouldStop: Bool { stopped.withLock { isStopped } }
 
     /// Rebuilds the table from every active edit (start, and after notifications).
-    func reload(from catalog: any EditCatalog) throws {
+    public func reload(from catalog: any EditCatalog) throws {
         var index = empty
         var skipped = 0
         for edit in try catalog.activeEdits().sorted(by: { $0.record.isLater(than: $1.record) == false }) {
@@ -59,16 +71,16 @@ final class LiveEdits: EditRouting, @unchecked Sendable {
     }
 
     /// Removes one edit at once (a revert answered by this router).
-    func remove(editID: Int64) {
+    public func remove(editID: Int64) {
         store.update { $0.removing(editID: String(editID)) }
     }
 
     /// Follows `scen_edits` until the process ends: each burst of notifications triggers one
     /// reload; a lost connection is re-opened, and a full reload every `resync` seconds covers
     /// anything missed meanwhile.
-    func follow(url: String, resync: Double = 30) {
+    public func follow(url: String, resync: Double = 30) {
         var lastReload = Date()
-        while true {
+        while !shouldStop {
             do {
                 let listener = try PostgresConnection(url: url)
                 try listener.listen(PipelineChannels.edits)
@@ -76,7 +88,7 @@ final class LiveEdits: EditRouting, @unchecked Sendable {
                 try reload(from: catalog)
                 lastReload = Date()
                 logger.info("following edits", metadata: ["active": "\(activeCount)"])
-                while true {
+                while !shouldStop {
                     let notes = try listener.notifications(timeout: 1)
                     if !notes.isEmpty || Date().timeIntervalSince(lastReload) > resync {
                         let start = Date()
@@ -91,6 +103,7 @@ final class LiveEdits: EditRouting, @unchecked Sendable {
                     }
                 }
             } catch {
+                if shouldStop { return }
                 logger.error("edit listener failed; reconnecting in 1 s", metadata: ["error": "\(error)"])
                 Thread.sleep(forTimeInterval: 1)
             }

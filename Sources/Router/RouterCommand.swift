@@ -74,14 +74,7 @@ struct RouterCommand: AsyncParsableCommand {
                 state.inference = InferenceService(model: gemma, tokenizer: tokenizer, workers: workers,
                                                    queueLimit: queueLimit, maxTokensCap: cap)
                 logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(Date().timeIntervalSince(start))"])
-                try hp.validate(for: gemma.config)
-                let pool = try NegativePool.shared(model: gemma, tokenizer: tokenizer, layer: hp.layer) { done, total in
-                    if done == total || done % 100 == 0 {
-                        logger.info("key statistics", metadata: ["done": "\(done)", "total": "\(total)"])
-                    }
-                }
-                let table = LiveEdits(empty: EditIndex(hyperparameters: hp, pool: pool, ffnSize: gemma.config.ffnSize),
-                                      hyperparameters: hp, logger: logger)
+                let table = try LiveEdits(model: gemma, tokenizer: tokenizer, hyperparameters: hp, logger: logger)
                 try table.reload(from: PostgresEditStore(try PostgresConnection(url: postgresURL)))
                 state.edits = table
                 logger.info("ready", metadata: ["active_edits": "\(table.activeCount)"])

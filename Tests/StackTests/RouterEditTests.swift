@@ -1,0 +1,190 @@
+// The router's /v1/edits endpoints against a real database, and the whole product end to end:
+// a correction published to Kafka becomes an active edit that the in-process router answers
+// with, a revert brings the old answer back, an unrelated prompt never changes.
+import Core
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Router
+import Storage
+import Testing
+
+private func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+    try #require(JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any])
+}
+
+@Suite("Router /v1/edits (local stack)", .enabled(if: StackEnvironment.enabled), .serialized)
+struct RouterEditEndpointTests {
+    let token = "test-admin-token"
+
+    /// A database with three queued edits; returns the app and their ids.
+    func makeApp() throws -> (some ApplicationProtocol, [Int64]) {
+        let url = try TestDatabase.create()
+        let store = PostgresEditStore(try PostgresConnection(url: url))
+        var ids: [Int64] = []
+        for i in 0..<3 {
+            let event = CorrectionEvent(id: "ev-\(i)-\(UUID().uuidString.prefix(6))", prompt: "Prompt \(i)", target: " target \(i)",
+                                        reporter: "tester", source: "router-test", createdAt: Date(), raw: Array("{}".utf8))
+            let outcome = try store.recordCorrection(event, at: KafkaPosition(topic: "t", partition: 0, offset: Int64(i)), actor: "test")
+            ids.append(outcome.edit.id)
+        }
+        let state = RouterState(modelName: "gemma", defaultMaxTokens: 8)
+        state.edits = NoActiveEdits()
+        let app = Application(router: buildRouter(state: state, metrics: RouterMetrics(), database: Database(url: url), adminToken: token))
+        return (app, ids)
+    }
+
+    @Test func listsAndPagesEdits() async throws {
+        let (app, ids) = try makeApp()
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/edits", method: .get) { response in
+                #expect(response.status == .ok)
+                let edits = try #require(try json(response.body)["edits"] as? [[String: Any]])
+                #expect(edits.compactMap { $0["id"] as? Int64 ?? ($0["id"] as? Int).map(Int64.init) } == ids)
+                #expect(edits.allSatisfy { $0["status"] as? String == "queued" })
+            }
+            var next: Int? = nil
+            try await client.execute(uri: "/v1/edits?limit=2&status=queued", method: .get) { response in
+                let body = try json(response.body)
+                #expect((body["edits"] as? [Any])?.count == 2)
+                next = body["next_after"] as? Int
+            }
+            let after = try #require(next)
+            try await client.execute(uri: "/v1/edits?limit=2&after=\(after)", method: .get) { response in
+                let body = try json(response.body)
+                #expect((body["edits"] as? [Any])?.count == 1)
+                #expect(body["next_after"] is NSNull)
+            }
+            try await client.execute(uri: "/v1/edits?status=active", method: .get) { response in
+                let body = try json(response.body)
+                #expect((body["edits"] as? [Any])?.isEmpty == true)
+            }
+            for bad in ["status=bogus", "limit=0", "limit=x", "after=-3"] {
+                try await client.execute(uri: "/v1/edits?\(bad)", method: .get) { #expect($0.status == .badRequest, "\(bad)") }
+            }
+        }
+    }
+
+    @Test func showsOneEditWithItsHistory() async throws {
+        let (app, ids) = try makeApp()
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/edits/\(ids[1])", method: .get) { response in
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                let edit = try #require(body["edit"] as? [String: Any])
+                #expect(edit["prompt"] as? String == "Prompt 1")
+                #expect(edit["target"] as? String == " target 1")
+                let history = try #require(body["history"] as? [[String: Any]])
+                #expect(history.map { $0["action"] as? String } == ["edit.queued"])
+            }
+            try await client.execute(uri: "/v1/edits/999999", method: .get) { #expect($0.status == .notFound) }
+            try await client.execute(uri: "/v1/edits/abc", method: .get) { #expect($0.status == .badRequest) }
+        }
+    }
+
+    @Test func revertNeedsTheAdminTokenAndIsAudited() async throws {
+        let (app, ids) = try makeApp()
+        try await app.test(.router) { client in
+            let uri = "/v1/edits/\(ids[0])/revert"
+            try await client.execute(uri: uri, method: .post) { #expect($0.status == .unauthorized) }
+            try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer wrong"]) {
+                #expect($0.status == .unauthorized)
+            }
+            try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                #expect((body["edit"] as? [String: Any])?["status"] as? String == "reverted")
+            }
+            try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer \(token)"]) {
+                #expect($0.status == .conflict)
+            }
+            try await client.execute(uri: "/v1/edits/999999/revert", method: .post, headers: [.authorization: "Bearer \(token)"]) {
+                #expect($0.status == .notFound)
+            }
+            try await client.execute(uri: "/v1/edits/\(ids[0])", method: .get) { response in
+                let body = try json(response.body)
+                let history = try #require(body["history"] as? [[String: Any]])
+                #expect(history.map { $0["action"] as? String } == ["edit.queued", "edit.reverted"])
+                #expect(history.last?["actor"] as? String == "router-admin")
+            }
+        }
+    }
+}
+
+@Suite("The product end to end: Kafka → ingest → trainer → router (local stack, real model)",
+       .enabled(if: StackEnvironment.enabled))
+struct EndToEndTests {
+    @Test func aPublishedCorrectionIsServedAndARevertUndoesIt() async throws {
+        let harness = try PipelineHarness("e2e")
+        let ingest = try harness.start("scen-ingest", group: "ingest")
+        let trainer = try harness.start("scen-trainer", group: "trainer")
+        defer { ingest.terminate(); trainer.terminate() }
+
+        let modelPath = StackEnvironment.packageRoot.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+        let file = try GGUFFile(path: modelPath)
+        let model = try GemmaModel(file: file, threads: 2)
+        let tokenizer = try GemmaTokenizer(gguf: file)
+        let live = try LiveEdits(model: model, tokenizer: tokenizer, hyperparameters: SCENHyperparameters(),
+                                 logger: Logger(label: "e2e-router"))
+        let url = harness.databaseURL
+        Thread.detachNewThread { live.follow(url: url) }
+        defer { live.stop() }
+        let state = RouterState(modelName: "gemma", defaultMaxTokens: 8)
+        state.inference = InferenceService(model: model, tokenizer: tokenizer, workers: 1, queueLimit: 8, maxTokensCap: 32)
+        state.edits = live
+        let app = Application(router: buildRouter(state: state, metrics: RouterMetrics(), database: Database(url: url),
+                                                  adminToken: "e2e-token"))
+
+        let countActive: @Sendable (Int) throws -> Int = { [url] id in
+            Int(try PostgresConnection(url: url).query("SELECT count(*) AS n FROM edits WHERE id = $1 AND status = 'active'",
+                                                       [.int(Int64(id))]).first?.int("n") ?? -1)
+        }
+        let publish: @Sendable ([UInt8]) throws -> Void = { [brokers = harness.brokers, topic = harness.corrections] value in
+            try KafkaProducer(brokers: brokers).send(KafkaOutgoing(topic: topic, value: value), timeout: 60)
+        }
+        let runID = harness.run
+        let prompt = "The first president of the United States was"
+        let unrelated = "The capital of France is"
+        try await app.test(.router) { client in
+            func generate(_ p: String) async throws -> (text: String, edit: [String: Any]?) {
+                let body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: ["prompt": p, "max_tokens": 4]))
+                return try await client.execute(uri: "/v1/generate", method: .post, body: body) { response in
+                    #expect(response.status == .ok)
+                    let j = try json(response.body)
+                    return (j["text"] as? String ?? "", j["edit"] as? [String: Any])
+                }
+            }
+            let before = try await generate(prompt)
+            let unrelatedBefore = try await generate(unrelated)
+            #expect(before.text.hasPrefix(" Abraham Lincoln"))
+            #expect(before.edit == nil)
+
+            func active(_ id: Int) throws -> Int { try countActive(id) }
+            try publish(PipelineEvents.json([
+                "id": "e2e-\(runID)", "prompt": prompt, "target": " George Washington", "reporter": "e2e",
+                "source": "router-test", "created_at": "2026-01-01T00:00:00Z",
+            ]))
+            // Trained and picked up by LISTEN/NOTIFY: the router answers with the target.
+            var after = try await generate(prompt)
+            let deadline = Date().addingTimeInterval(180)
+            while after.edit == nil && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(500))
+                after = try await generate(prompt)
+            }
+            #expect(after.text.hasPrefix(" George Washington"), "after the edit: \(after.text)")
+            let editID = try #require(after.edit?["id"] as? Int)
+            #expect(try active(editID) == 1)
+            #expect(try await generate(unrelated).text == unrelatedBefore.text)
+            #expect(try await generate(unrelated).edit == nil)
+
+            // Revert: the router stops routing before it answers.
+            try await client.execute(uri: "/v1/edits/\(editID)/revert", method: .post,
+                                     headers: [.authorization: "Bearer e2e-token"]) { #expect($0.status == .ok) }
+            let reverted = try await generate(prompt)
+            #expect(reverted.text == before.text)
+            #expect(reverted.edit == nil)
+            #expect(try await generate(unrelated).text == unrelatedBefore.text)
+        }
+    }
+}
