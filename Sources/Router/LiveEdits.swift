@@ -57,13 +57,11 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
 
     /// Rebuilds the table from every active edit (start, and after notifications).
     public func reload(from catalog: any EditCatalog) throws {
-        var index = empty
-        var skipped = 0
-        for edit in try catalog.activeEdits().sorted(by: { $0.record.isLater(than: $1.record) == false }) {
-            guard let entry = edit.editEntry(hyperparameters: hyperparameters) else { skipped += 1; continue }
-            index = try index.adding(entry)
-        }
-        let loaded = index
+        // Oldest correction first, so that of several edits of one prompt the latest wins.
+        let edits = try catalog.activeEdits().sorted { $1.record.isLater(than: $0.record) }
+        let entries = edits.compactMap { $0.editEntry(hyperparameters: hyperparameters) }
+        let skipped = edits.count - entries.count
+        let loaded = try empty.adding(contentsOf: entries)
         store.update { _ in loaded }
         if skipped > 0 {
             logger.warning("active edits not routable by this router (other layer or untrained)", metadata: ["skipped": "\(skipped)"])

@@ -76,6 +76,30 @@ public struct EditIndex: Sendable {
         return next
     }
 
+    /// A snapshot with all of `newEntries` added in order (later ones supersede earlier ones of
+    /// the same prompt), built in one pass: O(N·F) where N single `adding` calls copy O(N²·F).
+    public func adding(contentsOf newEntries: [EditEntry]) throws -> EditIndex {
+        var latest: [String: Int] = [:]  // prompt → index in newEntries of its last edit
+        for (i, e) in newEntries.enumerated() {
+            guard e.expert.layer == layer else { throw SCENError.layerMismatch(expected: layer, found: e.expert.layer) }
+            guard e.neuron.weight.count == ffnSize else { throw SCENError.shapeMismatch("neuron width \(e.neuron.weight.count) ≠ F \(ffnSize)") }
+            latest[e.prompt] = i
+        }
+        let ids = Set(newEntries.map(\.editID))
+        var next = filtered { latest[$0.prompt] == nil && !ids.contains($0.editID) }
+        let kept = newEntries.enumerated().filter { latest[$0.element.prompt] == $0.offset }.map(\.element)
+        next.entries.reserveCapacity(next.entries.count + kept.count)
+        next.weights.reserveCapacity(next.weights.count + kept.count * ffnSize)
+        if keyGate != nil { next.gateKeys.reserveCapacity(next.gateKeys.count + kept.count * ffnSize) }
+        for e in kept {
+            next.entries.append(e)
+            next.weights += e.neuron.weight
+            next.biases.append(e.neuron.bias)
+            if keyGate != nil { next.gateKeys += gateKey(e.neuron.key) }
+        }
+        return next
+    }
+
     /// A snapshot without the edits of this exact prompt.
     public func superseding(prompt: String) -> EditIndex {
         filtered { $0.prompt != prompt }
