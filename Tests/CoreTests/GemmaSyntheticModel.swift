@@ -89,8 +89,10 @@ struct SyntheticGemma {
         return try w.data()
     }
 
-    func model() throws -> GemmaModel {
-        try GemmaModel(file: GGUFFile(data: gguf()))
+    /// The model in `.float32` numerics (compared with the Double reference below); pass
+    /// `.llamaCppCompatible` for llama.cpp's rounding (F16 KV cache, F16 logits operand here).
+    func model(numerics: GemmaNumerics = .float32) throws -> GemmaModel {
+        try GemmaModel(file: GGUFFile(data: gguf()), numerics: numerics)
     }
 
     // MARK: Naive reference (Double, whole sequence recomputed, no cache)

@@ -143,6 +143,11 @@ import Core
         #expect(partial.rank == 8 && partial.keyGate == nil && partial.layer == h.layer)
         let off = try JSONDecoder().decode(SCENHyperparameters.self, from: JSONEncoder().encode(partial))
         #expect(off == partial)
+        let end = try JSONDecoder().decode(SCENHyperparameters.self, from: Data(#"{"answerEnd": "base"}"#.utf8))
+        #expect(end.answerEnd == .base && h.answerEnd == .eos && end.answerEndTokens == h.answerEndTokens)
+        h.answerEndTokens = 0
+        #expect(throws: SCENError.self) { try h.validate() }
+        h = SCENHyperparameters()
         h.theta = 1.5
         #expect(throws: SCENError.self) { try h.validate() }
         h = SCENHyperparameters(); h.layer = 99

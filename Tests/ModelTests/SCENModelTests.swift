@@ -1,7 +1,8 @@
 // SCEN end to end on the real model: one edit ("The first president of the United States was" →
 // " George Washington"), routed greedy answer becomes the target; an unrelated prompt's greedy
-// output is unchanged; stage 2 of a later edit runs no model forward over earlier edits; and the
-// training forward's loss equals the inference forward's.
+// output is unchanged; a 12-token routed answer ends after the target instead of repeating it;
+// stage 2 of a later edit runs no model forward over earlier edits; and the training forward's
+// loss equals the inference forward's.
 
 import Foundation
 import Testing
@@ -75,6 +76,25 @@ struct SCENModelTests {
         _ = try session.generate(prompt: tokenizer.encode(prompt), maxTokens: 1, editor: reverted)
         #expect(reverted.decision?.editID != "e1")
         #expect(outcome.entry.byteCount <= 64 * 1024)
+    }
+
+    /// The expert applies to every generated token too; with the default `answerEnd` it has learnt
+    /// where the answer stops, so a longer routed greedy answer does not repeat the target.
+    @Test func routedAnswerEndsAfterTarget() throws {
+        let (model, tokenizer) = try SCENTestEnvironment.loaded.get()
+        let hp = SCENHyperparameters()
+        #expect(hp.answerEnd != .none)
+        let editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp)
+        let prompt = "The first president of the United States was"
+        let index = try editor.edit(EditRequest(id: "p", prompt: prompt, target: " George Washington"), index: editor.emptyIndex()).index
+        let router = index.makeRouter()
+        // Stop ids as the router's inference service uses them.
+        let answer = try model.makeSession(capacity: 64).generate(prompt: tokenizer.encode(prompt), maxTokens: 12,
+                                                                  stopIDs: [tokenizer.eosID], editor: router)
+        let text = tokenizer.decode(answer)
+        #expect(router.decision?.editID == "p")
+        #expect(text.hasPrefix(" George Washington"), "got '\(text)'")
+        #expect(text.components(separatedBy: "Washington").count - 1 == 1, "the target repeats: '\(text)'")
     }
 
     /// The training forward's loss equals the inference forward's on one real prompt.

@@ -12,8 +12,48 @@
 // Precision: block matrices are dequantised once to Float32 at load (≈100M values, ≈400 MB)
 // and multiplied with OpenBLAS; the token embedding [V, D] (also the tied output matrix) is
 // kept in Float16 (≈335 MB) and multiplied with the F16 kernels of `HalfMatrix`.
+//
+// Numerics (`GemmaNumerics`): `.llamaCppCompatible` (opt-in, per model or per session) follows
+// llama.cpp's CPU arithmetic: activations rounded to each weight's ggml `vec_dot_type` (Q8_0 /
+// Q8_K / F16, see Tensor/ActivationRounding.swift) before every product, F16 KV cache, F16
+// query and attention probabilities, ggml's F16 GELU table, exact Q8_0 token embedding rows and
+// Q8_0 logits. For that the model also keeps the file's quantised blocks in `Int8BlockMatrix`
+// form (token_embd ≈ 180 MB, the block matrices ≈ 125 MB), which the one-token decode uses
+// in both numerics instead of the Float32 copies (≈3× less memory traffic per token), and
+// which hold token_embd exactly (the F16 `embedding` is kept for the SCEN backward pass).
+// `.float32` (the default) is Float32 arithmetic on the exactly dequantised weights.
+// Measured on the 27 fixture prompts (Tests/ModelTests/GemmaForwardTests.swift): llama.cpp
+// numerics bring the logits closer (mean |Δ| over llama.cpp's top-10 0.16 vs 0.22, max 0.61
+// vs 0.72, short prompts bit-identical) but not the greedy continuations (17/27 vs 19/27): those
+// part at near-ties (margins ≤ 0.18), where any arithmetic not bit-identical to the llama.cpp
+// build (its Q4_K/Q6_K kernels here) flips either way; and its ggml-order kernels make decode
+// ≈2× slower. Hence `.float32` stays the default until the K-quant kernels are bit-exact.
 
 import Foundation
+
+/// How a Gemma model does its arithmetic (see the top of this file).
+public enum GemmaNumerics: String, Sendable, Codable, CaseIterable {
+    /// llama.cpp's CPU numerics: activation rounding to the weights' vec_dot types, F16 KV cache.
+    case llamaCppCompatible
+    /// Float32 throughout on the dequantised weights.
+    case float32
+}
+
+/// The GGUF storage types of a block's matrices (they decide llama.cpp's activation rounding).
+public struct GemmaBlockTypes: Sendable, Equatable {
+    public var query, key, value, attentionOutput, gate, up, down: GGMLType
+
+    public init(query: GGMLType, key: GGMLType, value: GGMLType, attentionOutput: GGMLType,
+                gate: GGMLType, up: GGMLType, down: GGMLType) {
+        self.query = query; self.key = key; self.value = value
+        self.attentionOutput = attentionOutput
+        self.gate = gate; self.up = up; self.down = down
+    }
+
+    /// Every matrix in Float32 (in-memory models).
+    public static let float32 = GemmaBlockTypes(query: .f32, key: .f32, value: .f32, attentionOutput: .f32,
+                                                gate: .f32, up: .f32, down: .f32)
+}
 
 /// The weights of one transformer block.
 public struct GemmaBlockWeights: Sendable {
@@ -38,10 +78,13 @@ public struct GemmaBlockWeights: Sendable {
     public let down: Matrix
     /// post_ffw_norm: [D], RMSNorm of the FFN output before the residual add.
     public let postFFNNorm: [Float]
+    /// The GGUF types the matrices were stored in (`.float32` for in-memory weights).
+    public let types: GemmaBlockTypes
 
     public init(attentionNorm: [Float], qkv: Matrix, queryNorm: [Float], keyNorm: [Float],
                 attentionOutput: Matrix, postAttentionNorm: [Float], ffnNorm: [Float],
-                gateUp: Matrix, down: Matrix, postFFNNorm: [Float]) {
+                gateUp: Matrix, down: Matrix, postFFNNorm: [Float], types: GemmaBlockTypes = .float32) {
+        self.types = types
         self.attentionNorm = attentionNorm
         self.qkv = qkv
         self.queryNorm = queryNorm
@@ -71,6 +114,11 @@ public struct GemmaBlockWeights: Sendable {
         gateUp = Matrix(stacking: [try w.matrix("ffn_gate", f, d), try w.matrix("ffn_up", f, d)])
         down = try w.matrix("ffn_down", d, f)
         postFFNNorm = try w.vector("post_ffw_norm", d)
+        types = GemmaBlockTypes(
+            query: try w.info("attn_q", [d, qRows]).type, key: try w.info("attn_k", [d, kvRows]).type,
+            value: try w.info("attn_v", [d, kvRows]).type, attentionOutput: try w.info("attn_output", [qRows, d]).type,
+            gate: try w.info("ffn_gate", [d, f]).type, up: try w.info("ffn_up", [d, f]).type,
+            down: try w.info("ffn_down", [f, d]).type)
     }
 
     /// attn_q: [H·E, D] (a copy of rows of `qkv`).
@@ -79,6 +127,30 @@ public struct GemmaBlockWeights: Sendable {
     public func gateWeight(_ c: GemmaConfig) -> Matrix { gateUp.rows(0 ..< c.ffnSize) }
     /// ffn_up: [F, D] (a copy of rows of `gateUp`).
     public func upWeight(_ c: GemmaConfig) -> Matrix { gateUp.rows(c.ffnSize ..< 2 * c.ffnSize) }
+}
+
+/// A block's matrices in their GGUF quantisation (Int8BlockMatrix), for one-token decoding;
+/// nil where a type is not supported (the Float32 matrix is used instead).
+struct QuantizedBlockWeights: Sendable {
+    let qkv: Int8BlockMatrix?
+    let attentionOutput: Int8BlockMatrix?
+    let gateUp: Int8BlockMatrix?
+    let down: Int8BlockMatrix?
+
+    init(file: GGUFFile, layer i: Int, config c: GemmaConfig) throws {
+        let d = c.hiddenSize, e = c.headDim, f = c.ffnSize
+        let qRows = c.headCount * e, kvRows = c.kvHeadCount * e
+        let w = WeightReader(file: file, prefix: "blk.\(i).")
+        func part(_ name: String, _ rows: Int, _ cols: Int) throws -> (type: GGMLType, rows: Int, data: UnsafeRawPointer) {
+            let t = try w.info(name, [cols, rows])
+            return (t.type, rows, file.rawBytes(of: t).baseAddress!)
+        }
+        qkv = Int8BlockMatrix(stacking: [try part("attn_q", qRows, d), try part("attn_k", kvRows, d),
+                                         try part("attn_v", kvRows, d)], cols: d)
+        attentionOutput = Int8BlockMatrix(stacking: [try part("attn_output", d, qRows)], cols: qRows)
+        gateUp = Int8BlockMatrix(stacking: [try part("ffn_gate", f, d), try part("ffn_up", f, d)], cols: d)
+        down = Int8BlockMatrix(stacking: [try part("ffn_down", d, f)], cols: f)
+    }
 }
 
 /// Reads "<prefix><name>.weight" tensors, checking their shapes.
@@ -120,32 +192,53 @@ public final class GemmaModel: Sendable {
     /// Threads for prefill matrix products and the output logits (OpenBLAS itself is set to
     /// one thread: see `BLAS.linear`).
     public let threads: Int
+    /// The default numerics of this model's sessions (`GemmaSession.numerics` can override).
+    public let numerics: GemmaNumerics
+    /// The GGUF type of token_embd (`.f16` for in-memory models).
+    public let embeddingType: GGMLType
+    /// token_embd in its GGUF quantisation, when `Int8BlockMatrix` supports it (Q8_0): exact
+    /// embedding rows and llama.cpp's logits in `.llamaCppCompatible` numerics.
+    let quantizedEmbedding: Int8BlockMatrix?
+    /// The block matrices in their GGUF quantisation (one-token decode, `.llamaCppCompatible`);
+    /// empty for in-memory models.
+    let quantizedBlocks: [QuantizedBlockWeights]
 
     /// Loads and dequantises every weight of a Gemma 3 GGUF file (the file is not retained).
     /// `progress` receives (stage, fraction done) as blocks are decoded.
-    public init(file: GGUFFile, threads: Int = 2, progress: ((String, Double) -> Void)? = nil) throws {
+    public init(file: GGUFFile, threads: Int = 2, numerics: GemmaNumerics = .float32,
+                progress: ((String, Double) -> Void)? = nil) throws {
         let c = try GemmaConfig(file: file)
         let top = WeightReader(file: file, prefix: "")
         progress?("token_embd", 0)
         let embd = try top.info("token_embd", [c.hiddenSize, c.vocabSize])
         embedding = HalfMatrix(rows: c.vocabSize, cols: c.hiddenSize, values: try file.dequantizeF16(embd))
+        embeddingType = embd.type
+        quantizedEmbedding = Int8BlockMatrix(type: embd.type, rows: c.vocabSize, cols: c.hiddenSize,
+                                             data: file.rawBytes(of: embd).baseAddress!)
         outputNorm = try top.vector("output_norm", c.hiddenSize)
         var blocks: [GemmaBlockWeights] = []
+        var quantized: [QuantizedBlockWeights] = []
         blocks.reserveCapacity(c.blockCount)
         for i in 0..<c.blockCount {
             progress?("blk.\(i)", 0.3 + 0.7 * Double(i) / Double(c.blockCount))
             blocks.append(try GemmaBlockWeights(file: file, layer: i, config: c))
+            quantized.append(try QuantizedBlockWeights(file: file, layer: i, config: c))
         }
         progress?("done", 1)
         config = c
         self.blocks = blocks
+        quantizedBlocks = quantized
+        self.numerics = numerics
         self.threads = max(1, threads)
         // Core splits work over threads itself; OpenBLAS runs single-threaded inside each part.
         BLAS.setThreads(1)
     }
 
     /// Builds a model from weights in memory (tests, synthetic models).
-    public init(config: GemmaConfig, embedding: HalfMatrix, outputNorm: [Float], blocks: [GemmaBlockWeights], threads: Int = 2) throws {
+    /// In-memory weights carry no GGUF types (token_embd counts as F16, the blocks as their
+    /// `types`), so `.llamaCppCompatible` rounds only what llama.cpp would for such a file.
+    public init(config: GemmaConfig, embedding: HalfMatrix, outputNorm: [Float], blocks: [GemmaBlockWeights], threads: Int = 2,
+                numerics: GemmaNumerics = .float32) throws {
         try config.validate()
         guard embedding.rows == config.vocabSize, embedding.cols == config.hiddenSize,
               outputNorm.count == config.hiddenSize, blocks.count == config.blockCount
@@ -155,13 +248,18 @@ public final class GemmaModel: Sendable {
         self.outputNorm = outputNorm
         self.blocks = blocks
         self.threads = max(1, threads)
+        self.numerics = numerics
+        embeddingType = .f16
+        quantizedEmbedding = nil
+        quantizedBlocks = []
         // Core splits work over threads itself; OpenBLAS runs single-threaded inside each part.
         BLAS.setThreads(1)
     }
 
     /// Convenience: memory-maps and loads the GGUF file at `path`.
-    public convenience init(path: String, threads: Int = 2, progress: ((String, Double) -> Void)? = nil) throws {
-        try self.init(file: try GGUFFile(path: path), threads: threads, progress: progress)
+    public convenience init(path: String, threads: Int = 2, numerics: GemmaNumerics = .float32,
+                            progress: ((String, Double) -> Void)? = nil) throws {
+        try self.init(file: try GGUFFile(path: path), threads: threads, numerics: numerics, progress: progress)
     }
 
     /// A session (KV cache + scratch) holding at most `capacity` tokens.

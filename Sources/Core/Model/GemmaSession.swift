@@ -15,6 +15,11 @@
 //   logits = (RMSNorm(h) · output_norm) · embeddingᵀ   (tied; Gemma 3 has no final softcap)
 //
 // Logits are computed only for the rows asked for (the last one by default).
+//
+// With `numerics == .llamaCppCompatible` (see GemmaModel.swift) every product's activation
+// operand is rounded as ggml's CPU backend rounds it, K and V are stored as F16 values, q·kᵀ
+// uses F16 q, softmax·V uses F16 probabilities, and gelu(gate) is ggml's F16 table lookup;
+// one-token decode multiplies with the quantised `Int8BlockMatrix` copies of the weights.
 
 import Foundation
 
@@ -31,22 +36,32 @@ public final class GemmaSession {
     public var observer: (any ForwardObserver)?
     /// The edit applied to layer `layer`'s down projection for this request, if any.
     public private(set) var activeEdit: (layer: Int, edit: any DownProjectionEdit)?
+    /// Arithmetic of the forward pass; `model.numerics` unless changed. Change it only between
+    /// requests (after `reset()`): the KV cache holds values computed under the old setting.
+    public var numerics: GemmaNumerics
 
     /// Key and value caches per layer: [capacity, K·E] each (keys after k_norm and RoPE).
     private let keyCache: [UnsafeMutablePointer<Float>]
     private let valueCache: [UnsafeMutablePointer<Float>]
+    /// Values transposed per layer, [K·E, capacity] (llama.cpp's V cache layout without flash
+    /// attention), for the `.llamaCppCompatible` softmax·V products.
+    private let valueCacheT: [UnsafeMutablePointer<Float>]
     /// Logits of the last forward call's output rows: [rows, V].
     private var logits: UnsafeMutablePointer<Float>
     private var logitRowCapacity = 1
     /// Rows of `logits` written by the last forward call.
     private var logitRowCount = 0
-    private var scratch: Scratch
+    fileprivate var scratch: Scratch
     private let lastRowOnly = [0]
     /// The one-token input of `decodeInPlace`, reused so decoding allocates nothing.
     private var decodeInput: [Int32] = [0]
     /// ggml's RoPE frequency ratio per dimension pair: base^(−2/E), per layer type.
     private let thetaScaleLocal: Float
     private let thetaScaleGlobal: Float
+
+    /// Largest forward call (tokens) whose products use the ggml-order quantised kernels in
+    /// `.llamaCppCompatible` numerics (see `forward`).
+    static let exactKernelMaxRows = 16
 
     /// Query rows per attention tile during prefill (bounds the score buffer to tile × capacity).
     static let attentionTile = 64
@@ -56,11 +71,15 @@ public final class GemmaSession {
         self.model = model
         config = model.config
         self.capacity = capacity
+        numerics = model.numerics
         let kv = capacity * config.kvHeadCount * config.headDim
         keyCache = (0..<config.blockCount).map { _ in
             let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
         }
         valueCache = (0..<config.blockCount).map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
+        }
+        valueCacheT = (0..<config.blockCount).map { _ in
             let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
         }
         logits = .allocate(capacity: config.vocabSize)
@@ -73,8 +92,12 @@ public final class GemmaSession {
     deinit {
         for p in keyCache { p.deallocate() }
         for p in valueCache { p.deallocate() }
+        for p in valueCacheT { p.deallocate() }
         logits.deallocate()
     }
+
+    fileprivate func keyCacheBase(_ l: Int) -> UnsafeMutablePointer<Float> { keyCache[l] }
+    fileprivate func valueCacheTBase(_ l: Int) -> UnsafeMutablePointer<Float> { valueCacheT[l] }
 
     /// Empties the cache and drops the active edit.
     public func reset() {
@@ -175,9 +198,22 @@ public final class GemmaSession {
         let qkvWidth = c.qkvRows, hE = c.headCount * e, kE = c.kvHeadCount * e
         let eps = c.rmsNormEps
 
+        let exact = numerics == .llamaCppCompatible
+        let types = exact ? model.blocks.map(\.types) : []
+        // One-token decode multiplies with the quantised copies (a third of the memory traffic).
+        // In llama.cpp numerics, products of up to `exactKernelMaxRows` rows use the quantised
+        // copies with ggml's own summation order (bit-identical for Q5_0/Q8_0 weights); longer
+        // prefills use sgemm over the same rounded activations (same rounding points, f32
+        // summation order of OpenBLAS; ~10× faster prefill).
+        let quantized = t == 1 || (exact && t <= Self.exactKernelMaxRows) ? model.quantizedBlocks : []
+
         // Embedding × √D.
         for (r, id) in ids.enumerated() {
-            model.embedding.copyRow(Int(id), into: s.hidden + r * d)
+            if let q = model.quantizedEmbedding {
+                q.copyRow(Int(id), into: s.hidden + r * d)
+            } else {
+                model.embedding.copyRow(Int(id), into: s.hidden + r * d)
+            }
         }
         Kernels.scale(s.hidden, count: t * d, by: c.embeddingScale)
 
@@ -194,8 +230,16 @@ public final class GemmaSession {
             b.attentionNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
             }
-            b.qkv.values.withUnsafeBufferPointer { w in
-                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: qkvWidth, output: s.qkv, threads: model.threads)
+            if exact {
+                let ty = types[l]
+                linear(rows: t, input: s.normed, inputWidth: d, weight: b.qkv, quantized: quantized.isEmpty ? nil : quantized[l].qkv,
+                       parts: [(hE, ty.query), (kE, ty.key), (kE, ty.value)], output: s.qkv)
+            } else if let q = quantized.first?.qkv != nil ? quantized[l].qkv : nil {
+                q.matMulT(s.normed, count: 1, into: s.qkv, threads: model.threads)
+            } else {
+                b.qkv.values.withUnsafeBufferPointer { w in
+                    BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: qkvWidth, output: s.qkv, threads: model.threads)
+                }
             }
             b.queryNorm.withUnsafeBufferPointer { qn in
                 b.keyNorm.withUnsafeBufferPointer { kn in
@@ -205,16 +249,38 @@ public final class GemmaSession {
                         Kernels.rmsNorm(row, rows: c.headCount, width: e, stride: e, weight: qn.baseAddress!, eps: eps, out: row, outStride: e)
                         Kernels.rmsNorm(row + hE, rows: c.kvHeadCount, width: e, stride: e, weight: kn.baseAddress!, eps: eps, out: row + hE, outStride: e)
                         for h in 0..<(c.headCount + c.kvHeadCount) {
-                            Kernels.rope(row + h * e, half: half, cos: cr, sin: sr)
+                            if exact {
+                                Kernels.ropeFMA(row + h * e, half: half, cos: cr, sin: sr)
+                            } else {
+                                Kernels.rope(row + h * e, half: half, cos: cr, sin: sr)
+                            }
+                        }
+                        if exact {
+                            // llama.cpp: q scaled by 1/√E after RoPE, then converted to F16 for
+                            // q·kᵀ against the F16 key cache; k and v stored as F16.
+                            Kernels.scale(row, count: hE, by: c.queryScale)
+                            ActivationRounding.f16.apply(row, rows: 1, width: hE + 2 * kE)
                         }
                         (keyCache[l] + (p0 + r) * kE).update(from: row + hE, count: kE)
                         (valueCache[l] + (p0 + r) * kE).update(from: row + hE + kE, count: kE)
+                        if exact {
+                            let vt = valueCacheT[l]
+                            for i in 0..<kE { vt[i * capacity + p0 + r] = row[hE + kE + i] }
+                        }
                     }
                 }
             }
-            attention(layer: l, global: global, rows: t, p0: p0)
-            b.attentionOutput.values.withUnsafeBufferPointer { w in
-                BLAS.linear(rows: t, input: s.attn, inputWidth: hE, weight: w.baseAddress!, outputWidth: d, output: s.proj, threads: model.threads)
+            attention(layer: l, global: global, rows: t, p0: p0, exact: exact)
+            if exact {
+                linear(rows: t, input: s.attn, inputWidth: hE, weight: b.attentionOutput,
+                       quantized: quantized.isEmpty ? nil : quantized[l].attentionOutput,
+                       parts: [(d, types[l].attentionOutput)], output: s.proj)
+            } else if let q = quantized.first?.attentionOutput != nil ? quantized[l].attentionOutput : nil {
+                q.matMulT(s.attn, count: 1, into: s.proj, threads: model.threads)
+            } else {
+                b.attentionOutput.values.withUnsafeBufferPointer { w in
+                    BLAS.linear(rows: t, input: s.attn, inputWidth: hE, weight: w.baseAddress!, outputWidth: d, output: s.proj, threads: model.threads)
+                }
             }
             b.postAttentionNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
@@ -225,10 +291,19 @@ public final class GemmaSession {
             b.ffnNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
             }
-            b.gateUp.values.withUnsafeBufferPointer { w in
-                BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: 2 * f, output: s.gateUp, threads: model.threads)
+            if exact {
+                linear(rows: t, input: s.normed, inputWidth: d, weight: b.gateUp, quantized: quantized.isEmpty ? nil : quantized[l].gateUp,
+                       parts: [(f, types[l].gate), (f, types[l].up)], output: s.gateUp)
+                Kernels.geluGLUTable(s.gateUp, rows: t, ffn: f, out: s.act)
+            } else if let q = quantized.first?.gateUp != nil ? quantized[l].gateUp : nil {
+                q.matMulT(s.normed, count: 1, into: s.gateUp, threads: model.threads)
+                Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
+            } else {
+                b.gateUp.values.withUnsafeBufferPointer { w in
+                    BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: 2 * f, output: s.gateUp, threads: model.threads)
+                }
+                Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
             }
-            Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
 
             // The editing hook (FFNEdit.swift): observe x, let the editor choose, apply the edit.
             if observer != nil || editor?.layer == l {
@@ -239,10 +314,10 @@ public final class GemmaSession {
                 }
             }
             if let active = activeEdit, active.layer == l {
-                if !active.edit.replacesBaseOutput { down(b, rows: t) }
+                if !active.edit.replacesBaseOutput { down(b, layer: l, rows: t, exact: exact, quantized: quantized) }
                 active.edit.apply(input: s.act, rows: t, ffnSize: f, output: s.proj, hiddenSize: d)
             } else {
-                down(b, rows: t)
+                down(b, layer: l, rows: t, exact: exact, quantized: quantized)
             }
             b.postFFNNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
@@ -259,15 +334,83 @@ public final class GemmaSession {
                                 out: s.normed + i * d, outStride: d)
             }
         }
+        if exact {
+            // The tied output matrix is token_embd: its vec_dot_type rounding of the normed rows.
+            let rounding = ActivationRounding(weightType: model.embeddingType)
+            if let q = model.quantizedEmbedding, rounding == .q8_0, q.interleaved {
+                q.matMulTQ8_0(s.normed, count: outputRows.count, into: logits, threads: model.threads)
+                return
+            }
+            rounding.apply(s.normed, rows: outputRows.count, width: d)
+            if let q = model.quantizedEmbedding {
+                q.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
+                return
+            }
+        }
+        if let q = model.quantizedEmbedding {
+            q.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
+            return
+        }
         model.embedding.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
     }
 
-    /// proj ← act · W_downᵀ.
+    /// proj ← act · W_downᵀ (the act buffer itself is left unrounded for editors and observers).
     @inline(__always)
-    private func down(_ b: GemmaBlockWeights, rows t: Int) {
+    private func down(_ b: GemmaBlockWeights, layer l: Int, rows t: Int, exact: Bool, quantized: [QuantizedBlockWeights]) {
+        if exact {
+            linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: b.down,
+                   quantized: quantized.isEmpty ? nil : quantized[l].down,
+                   parts: [(config.hiddenSize, b.types.down)], output: scratch.proj)
+            return
+        }
+        if !quantized.isEmpty, let q = quantized[l].down {
+            q.matMulT(scratch.act, count: 1, into: scratch.proj, threads: model.threads)
+            return
+        }
         b.down.values.withUnsafeBufferPointer { w in
             BLAS.linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: w.baseAddress!,
                         outputWidth: config.hiddenSize, output: scratch.proj, threads: model.threads)
+        }
+    }
+
+    /// output[t, W.rows] = round(input) · Wᵀ in llama.cpp numerics: `parts` lists consecutive
+    /// row ranges of W (stacked GGUF tensors) with their storage types; the input is rounded to
+    /// each part's vec_dot type (once per distinct rounding). One row uses the quantised copy
+    /// of W when there is one.
+    private func linear(rows t: Int, input: UnsafePointer<Float>, inputWidth: Int, weight: Matrix,
+                        quantized: Int8BlockMatrix?, parts: [(rows: Int, type: GGMLType)],
+                        output: UnsafeMutablePointer<Float>) {
+        let s = scratch
+        let roundings = parts.map { ActivationRounding(weightType: $0.type) }
+        if let first = roundings.first, roundings.allSatisfy({ $0 == first }) {
+            if let q = quantized, first == .q8_0, q.interleaved {
+                q.matMulTQ8_0(input, count: t, into: output, threads: model.threads)
+                return
+            }
+            if let q = quantized, first == .q8_K, q.sourceType == .q4_K || q.sourceType == .q6_K {
+                q.matMulTQ8_K(input, count: t, into: output, threads: model.threads)
+                return
+            }
+            first.apply(input, rows: t, width: inputWidth, stride: inputWidth, out: s.rounded, outStride: inputWidth)
+            if t == 1, let q = quantized {
+                q.matMulT(s.rounded, count: 1, into: output, threads: model.threads)
+            } else {
+                weight.values.withUnsafeBufferPointer { w in
+                    BLAS.linear(rows: t, input: s.rounded, inputWidth: inputWidth, weight: w.baseAddress!,
+                                outputWidth: weight.rows, output: output, threads: model.threads)
+                }
+            }
+            return
+        }
+        // Parts with different roundings: one product per part into its output columns.
+        var row0 = 0
+        weight.values.withUnsafeBufferPointer { w in
+            for (i, part) in parts.enumerated() {
+                roundings[i].apply(input, rows: t, width: inputWidth, stride: inputWidth, out: s.rounded, outStride: inputWidth)
+                BLAS.gemmNT(m: t, n: part.rows, k: inputWidth, a: s.rounded, lda: inputWidth,
+                            b: w.baseAddress! + row0 * inputWidth, ldb: inputWidth, c: output + row0, ldc: weight.rows)
+                row0 += part.rows
+            }
         }
     }
 
@@ -287,13 +430,16 @@ public final class GemmaSession {
 
     /// attn[t, h·E ..< (h+1)·E] = softmax(q_{t,h} · K_gᵀ · scale, masked) · V_g for the T rows of
     /// this call; g = h / (H/K). Keys visible to position p: 0…p (global) or p−W+1…p (local).
-    private func attention(layer l: Int, global: Bool, rows t: Int, p0: Int) {
+    /// `exact` (llama.cpp numerics): q is already scaled and q, k, v are F16 values; the
+    /// probabilities are rounded to F16 before the product with V.
+    private func attention(layer l: Int, global: Bool, rows t: Int, p0: Int, exact: Bool) {
+        if exact { attentionGGML(layer: l, global: global, rows: t, p0: p0); return }
         let c = config, s = scratch
         let e = c.headDim, hE = c.headCount * e, kE = c.kvHeadCount * e, qkvWidth = c.qkvRows
         let group = c.headCount / c.kvHeadCount
         let window = c.slidingWindow
         let keys = keyCache[l], values = valueCache[l]
-        let scale = c.queryScale
+        let scale: Float = exact ? 1 : c.queryScale
 
         if t == 1 {
             // Decode: the H/K query heads of one kv head form a contiguous [H/K, E] matrix.
@@ -303,7 +449,10 @@ public final class GemmaSession {
             for g in 0..<c.kvHeadCount {
                 BLAS.gemmNT(m: group, n: n, k: e, alpha: scale, a: s.qkv + g * group * e, lda: e,
                             b: keys + lo * kE + g * e, ldb: kE, c: s.scores, ldc: n)
-                for r in 0..<group { Kernels.softmax(s.scores + r * n, count: n) }
+                for r in 0..<group {
+                    if exact { Kernels.softmaxGGML(s.scores + r * n, count: n, phase: lo % 8) } else { Kernels.softmax(s.scores + r * n, count: n) }
+                }
+                if exact { ActivationRounding.f16.apply(s.scores, rows: 1, width: group * n) }
                 BLAS.gemmNN(m: group, n: e, k: n, a: s.scores, lda: n,
                             b: values + lo * kE + g * e, ldb: kE, c: s.attn + g * group * e, ldc: e)
             }
@@ -325,12 +474,47 @@ public final class GemmaSession {
                     let first = (global ? 0 : max(0, p - window + 1)) - kLo, last = p - kLo
                     let row = s.scores + r * n
                     if first > 0 { row.update(repeating: 0, count: first) }
-                    Kernels.softmax(row + first, count: last - first + 1)
+                    if exact {
+                        Kernels.softmaxGGML(row + first, count: last - first + 1, phase: (kLo + first) % 8)
+                    } else {
+                        Kernels.softmax(row + first, count: last - first + 1)
+                    }
                     if last + 1 < n { (row + last + 1).update(repeating: 0, count: n - last - 1) }
                 }
+                if exact { ActivationRounding.f16.apply(s.scores, rows: 1, width: m * n) }
                 BLAS.gemmNN(m: m, n: e, k: n, a: s.scores, lda: n,
                             b: values + kLo * kE + g * e, ldb: kE, c: s.attn + t0 * hE + h * e, ldc: hE)
                 t0 = t1
+            }
+        }
+    }
+}
+
+extension GemmaSession {
+    /// llama.cpp's attention without flash attention, operation for operation: scores
+    /// q16·k16 (tinyBLAS F16 order), masked softmax (ggml's soft_max), probabilities to F16,
+    /// then each output value as a tinyBLAS dot of the transposed F16 V with them. KV cells are
+    /// positions here, so the 8-lane groups are aligned to multiples of 8 positions as there.
+    fileprivate func attentionGGML(layer l: Int, global: Bool, rows t: Int, p0: Int) {
+        let c = config, s = scratch
+        let e = c.headDim, hE = c.headCount * e, kE = c.kvHeadCount * e, qkvWidth = c.qkvRows
+        let group = c.headCount / c.kvHeadCount
+        let keys = keyCacheBase(l), valuesT = valueCacheTBase(l)
+        for r in 0..<t {
+            let p = p0 + r
+            let lo = c.isGlobal(layer: l) || global ? 0 : max(0, p - c.slidingWindow + 1)
+            let n = p - lo + 1
+            for h in 0..<c.headCount {
+                let g = h / group
+                let q = s.qkv + r * qkvWidth + h * e
+                let sc = s.scores
+                for j in 0..<n { sc[j] = Kernels.dotTinyBLAS(q, keys + (lo + j) * kE + g * e, count: e) }
+                Kernels.softmaxGGML(sc, count: n, phase: lo % 8)
+                ActivationRounding.f16.apply(sc, rows: 1, width: n)
+                let out = s.attn + r * hE + h * e
+                for d in 0..<e {
+                    out[d] = Kernels.dotTinyBLAS(valuesT + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 8)
+                }
             }
         }
     }
@@ -355,6 +539,8 @@ private final class Scratch {
     let act: UnsafeMutablePointer<Float>
     /// [max(tile, H/K), capacity] attention scores.
     let scores: UnsafeMutablePointer<Float>
+    /// [rows, max(D, F, H·E)] a product's input rounded as llama.cpp rounds it.
+    let rounded: UnsafeMutablePointer<Float>
     /// [rows, E/2] RoPE tables per layer type.
     let cosLocal, sinLocal, cosGlobal, sinGlobal: UnsafeMutablePointer<Float>
     private let all: UnsafeMutablePointer<Float>
@@ -365,7 +551,8 @@ private final class Scratch {
         let sizes = [rows * d, rows * d, rows * c.qkvRows, rows * c.headCount * e, rows * d,
                      rows * 2 * f, rows * f,
                      max(GemmaSession.attentionTile, c.headCount / c.kvHeadCount) * capacity,
-                     rows * e / 2, rows * e / 2, rows * e / 2, rows * e / 2]
+                     rows * e / 2, rows * e / 2, rows * e / 2, rows * e / 2,
+                     rows * max(d, f, c.headCount * e)]
         // Each buffer starts on a 64-byte boundary.
         let padded = sizes.map { ($0 + 15) / 16 * 16 }
         let total = padded.reduce(0, +)
@@ -377,6 +564,7 @@ private final class Scratch {
         hidden = all + offsets[0]; normed = all + offsets[1]; qkv = all + offsets[2]; attn = all + offsets[3]
         proj = all + offsets[4]; gateUp = all + offsets[5]; act = all + offsets[6]; scores = all + offsets[7]
         cosLocal = all + offsets[8]; sinLocal = all + offsets[9]; cosGlobal = all + offsets[10]; sinGlobal = all + offsets[11]
+        rounded = all + offsets[12]
     }
 
     deinit { all.deallocate() }

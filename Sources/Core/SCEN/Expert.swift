@@ -54,6 +54,23 @@ public struct TrainingSequence: Sendable {
         guard !t.isEmpty else { throw SCENError.emptyTarget }
         self.init(tokens: p + t, promptCount: p.count)
     }
+
+    /// This sequence with `hp.answerEnd`'s tokens appended after the target (they become targets
+    /// too). `.base` runs the unedited model once over BOS + prompt + target.
+    public func withAnswerEnd(_ hp: SCENHyperparameters, model: GemmaModel, tokenizer: GemmaTokenizer) throws -> TrainingSequence {
+        var stops: Set<Int32> = [tokenizer.eosID]
+        if let e = tokenizer.endOfTurnID { stops.insert(e) }
+        let end: [Int32]
+        switch hp.answerEnd {
+        case .none: return self
+        case .eos: end = [tokenizer.eosID]
+        case .newline: end = tokenizer.encode("\n", addBOS: false)
+        case .base:
+            let session = model.makeSession(capacity: tokens.count + hp.answerEndTokens)
+            end = try session.generate(prompt: tokens, maxTokens: hp.answerEndTokens, stopIDs: stops)
+        }
+        return TrainingSequence(tokens: tokens + end, promptCount: promptCount)
+    }
 }
 
 public struct ExpertTrainingResult: Sendable {

@@ -72,6 +72,7 @@ public final class SCENEditor {
         // Stage 1: the expert (and, for free, the keys of the prompt and rephrases).
         let sequences = try ([request.prompt] + request.rephrases).map {
             try TrainingSequence(tokenizer: tokenizer, prompt: $0, target: request.target)
+                .withAnswerEnd(hp, model: model, tokenizer: tokenizer)
         }
         var forwards = 0
         let trained = try ExpertTrainer.train(model: model, hyperparameters: hp, sequences: sequences,

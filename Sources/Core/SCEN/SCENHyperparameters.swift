@@ -12,6 +12,22 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         case full
     }
 
+    /// What stage 1 also trains the expert to produce right after the target. The expert applies to
+    /// the whole request (prompt and every generated token), so trained on the target alone it keeps
+    /// pushing toward the target's tokens and greedy answers repeat it ("George Washington George
+    /// Washington …"); an end token after the target teaches it where the answer stops.
+    public enum AnswerEnd: String, Codable, Sendable, CaseIterable {
+        /// SCEN: cross-entropy on the target tokens only.
+        case none
+        /// The target, then `<eos>` (generation stops there when EOS is a stop id, as in the router).
+        case eos
+        /// The target, then "\n".
+        case newline
+        /// The target, then the unedited model's greedy continuation of prompt + target
+        /// (`answerEndTokens` tokens, fewer if it emits EOS): computed once per sequence, no expert.
+        case base
+    }
+
     /// Loss of the indexing neuron (stage 2) over logits s = w·k + b.
     public enum NeuronLoss: String, Codable, Sendable, CaseIterable {
         /// The official code's: exp(−s⁺) + mean(exp(s⁻) + 0.7) + mean(exp(s⁻) − s⁺ + 0.3).
@@ -33,6 +49,13 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     public var expertLearningRate: Float = 3e-2
     /// Stage 1 stops early once every target token is the argmax and the mean loss is below this.
     public var expertStopLoss: Float = 0.05
+    /// Tokens appended after the target in stage 1 (see `AnswerEnd`). 12-token routed greedy answers
+    /// (stop at EOS) of the president edit + zsre-dev cases 0–9, answers repeating the target /
+    /// p50 edit s (busy 2 cores): none 11/11 / 3.6, newline 10/11, base×1 9/11, base×3 7/11 / 2.7,
+    /// base×6 1/11 / 3.7 (natural continuations), eos 0/11 / 1.2 (all end at EOS right after the target).
+    public var answerEnd: AnswerEnd = .eos
+    /// Continuation tokens trained after the target by `answerEnd = .base` (1…16).
+    public var answerEndTokens: Int = 1
     /// Scale of the uniform initialisation of A: U(±scale/√F) (PEFT's Kaiming-uniform uses 1).
     public var expertInitScale: Float = 1
 
@@ -75,7 +98,8 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, theta, neuronLoss
+        case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, answerEnd, answerEndTokens
+        case theta, neuronLoss
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
         case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
     }
@@ -90,6 +114,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.layer, &layer); try read(.expertForm, &expertForm); try read(.rank, &rank)
         try read(.expertSteps, &expertSteps); try read(.expertLearningRate, &expertLearningRate)
         try read(.expertStopLoss, &expertStopLoss); try read(.expertInitScale, &expertInitScale)
+        try read(.answerEnd, &answerEnd); try read(.answerEndTokens, &answerEndTokens)
         try read(.theta, &theta); try read(.neuronLoss, &neuronLoss); try read(.neuronSteps, &neuronSteps)
         try read(.neuronLearningRate, &neuronLearningRate); try read(.neuronMargin, &neuronMargin)
         try read(.neuronHardNegatives, &neuronHardNegatives); try read(.neuronPrototypeInit, &neuronPrototypeInit)
@@ -106,6 +131,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(layer, forKey: .layer); try c.encode(expertForm, forKey: .expertForm); try c.encode(rank, forKey: .rank)
         try c.encode(expertSteps, forKey: .expertSteps); try c.encode(expertLearningRate, forKey: .expertLearningRate)
         try c.encode(expertStopLoss, forKey: .expertStopLoss); try c.encode(expertInitScale, forKey: .expertInitScale)
+        try c.encode(answerEnd, forKey: .answerEnd); try c.encode(answerEndTokens, forKey: .answerEndTokens)
         try c.encode(theta, forKey: .theta); try c.encode(neuronLoss, forKey: .neuronLoss); try c.encode(neuronSteps, forKey: .neuronSteps)
         try c.encode(neuronLearningRate, forKey: .neuronLearningRate); try c.encode(neuronMargin, forKey: .neuronMargin)
         try c.encode(neuronHardNegatives, forKey: .neuronHardNegatives); try c.encode(neuronPrototypeInit, forKey: .neuronPrototypeInit)
@@ -126,6 +152,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try check(expertLearningRate > 0 && expertLearningRate.isFinite, "expertLearningRate must be positive")
         try check(expertStopLoss >= 0, "expertStopLoss must be ≥ 0")
         try check(expertInitScale > 0, "expertInitScale must be positive")
+        try check(answerEndTokens >= 1 && answerEndTokens <= 16, "answerEndTokens must be in 1…16")
         try check(theta > 0 && theta < 1, "theta must be in (0, 1)")
         try check(neuronSteps >= 1 && neuronSteps <= 10_000, "neuronSteps must be in 1…10000")
         try check(neuronLearningRate > 0 && neuronLearningRate.isFinite, "neuronLearningRate must be positive")

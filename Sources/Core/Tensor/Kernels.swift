@@ -87,13 +87,12 @@ public enum Kernels {
     ) {
         for r in 0..<rows {
             let xr = x + r * stride, yr = out + r * outStride
-            var acc = SIMD8<Float>()
-            var i = 0
-            while i + 8 <= n { let v = load8(xr, i); acc.addProduct(v, v); i += 8 }
-            var ss = Double(acc.sum())
-            while i < n { ss += Double(xr[i] * xr[i]); i += 1 }
+            // Σx² accumulated in Double in element order, as ggml's rms_norm does (the f32
+            // products rounded first); mean and scale in Float32 as there.
+            var ss = 0.0
+            for i in 0..<n { ss += Double(xr[i] * xr[i]) }
             let s = 1 / (Float(ss / Double(n)) + eps).squareRoot()
-            i = 0
+            var i = 0
             while i + 8 <= n { store8(load8(xr, i) * s * load8(weight, i), yr, i); i += 8 }
             while i < n { yr[i] = xr[i] * s * weight[i]; i += 1 }
         }
@@ -118,6 +117,119 @@ public enum Kernels {
                 i += 1
             }
         }
+    }
+
+    /// As `geluGLU`, with ggml's CPU GELU (GGML_GELU_FP16): the gate is rounded to Float16
+    /// and gelu of that value, itself rounded to Float16, is used (ggml's 64K-entry table,
+    /// computed here instead of looked up); gate ≤ −10 gives 0, gate ≥ 10 gives gate · up.
+    public static func geluGLUTable(_ gu: UnsafePointer<Float>, rows: Int, ffn f: Int, out: UnsafeMutablePointer<Float>) {
+        geluTable.withUnsafeBufferPointer { table in
+            for r in 0..<rows {
+                let g = gu + r * 2 * f, u = g + f, y = out + r * f
+                for i in 0..<f {
+                    let gv = g[i]
+                    if gv <= -10 { y[i] = 0 } else if gv >= 10 { y[i] = gv * u[i] } else {
+                        y[i] = table[Int(Float16(gv).bitPattern)] * u[i]
+                    }
+                }
+            }
+        }
+    }
+
+    /// gelu of every Float16 value, rounded to Float16, as ggml fills `ggml_table_gelu_f16`:
+    /// 0.5·x·(1 + tanhf(√(2/π)·x·(1 + 0.044715·x·x))) in Float32 (the inner 1 + a·x·x as
+    /// one FMA, as a C compiler contracts it with FMA enabled).
+    static let geluTable: [Float] = (0 ..< 65536).map { bits in
+        let x = Float(Float16(bitPattern: UInt16(bits)))
+        let sqrt2OverPi: Float = 0.79788456080286535587989211986876
+        let inner: Float = 0.044715 * x
+        let t = Foundation.tanh(sqrt2OverPi * x * (1 as Float).addingProduct(inner, x))
+        return Float(Float16(0.5 * x * (1 + t)))
+    }
+
+    /// exp(x) for eight lanes exactly as ggml's AVX2 `ggml_v_expf` computes it (a degree-5
+    /// polynomial after range reduction by ln 2, with the same constants and FMA steps, so that
+    /// softmax probabilities round to the same Float16 values as llama.cpp's).
+    @inline(__always)
+    public static func expGGML8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let r = SIMD8<Float>(repeating: 0x1.8p23)
+        let z = r.addingProduct(x, SIMD8<Float>(repeating: 0x1.715476p+0))
+        let n = z - r
+        let b = x.addingProduct(-n, SIMD8<Float>(repeating: 0x1.62e4p-1)).addingProduct(-n, SIMD8<Float>(repeating: 0x1.7f7d1cp-20))
+        let e = unsafeBitCast(z, to: SIMD8<UInt32>.self) &<< 23
+        let k = unsafeBitCast(e &+ SIMD8<UInt32>(repeating: 0x3F80_0000), to: SIMD8<Float>.self)
+        let u = b * b
+        let p1 = SIMD8<Float>(repeating: 0x1.573e2ep-5).addingProduct(SIMD8<Float>(repeating: 0x1.0e4020p-7), b)
+        let p2 = SIMD8<Float>(repeating: 0x1.fffdb6p-2).addingProduct(SIMD8<Float>(repeating: 0x1.555e66p-3), b)
+        let j = (SIMD8<Float>(repeating: 0x1.ffffecp-1) * b).addingProduct(p2.addingProduct(p1, u), u)
+        let an = abs8f(n)
+        let c = an .> 126
+        if !any(c) { return k.addingProduct(j, k) }
+        let g = SIMD8<UInt32>(repeating: 0).replacing(with: 0x8200_0000, where: n .<= 0)
+        let s1 = unsafeBitCast(g &+ SIMD8<UInt32>(repeating: 0x7F00_0000), to: SIMD8<Float>.self)
+        let s2 = unsafeBitCast(e &- g, to: SIMD8<Float>.self)
+        var out = k.addingProduct(j, k)
+        out.replace(with: s2.addingProduct(s2, j) * s1, where: c)
+        out.replace(with: s1 * s1, where: an .> 192)
+        return out
+    }
+
+    @inline(__always)
+    static func abs8f(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & SIMD8<UInt32>(repeating: 0x7FFF_FFFF), to: SIMD8<Float>.self)
+    }
+
+    /// Softmax of x[0..<n] as ggml's CPU soft_max computes it: exponentials by `expGGML8` in
+    /// groups of eight aligned to KV cache cells (x[0] is cell `phase` of its group of 8; the
+    /// other lanes of a group are masked cells contributing 0), each group's sum reduced
+    /// ((0+4)+(2+6))+((1+5)+(3+7)) in Float32 and accumulated in Double, then scaled by the
+    /// Float32 of 1/sum.
+    public static func softmaxGGML(_ x: UnsafeMutablePointer<Float>, count n: Int, phase: Int = 0) {
+        guard n > 0 else { return }
+        var m = -Float.infinity
+        for i in 0..<n where x[i] > m { m = x[i] }
+        var sum = 0.0
+        var g = -phase
+        let mv = SIMD8<Float>(repeating: m)
+        while g < n {
+            var v: SIMD8<Float>
+            let full = g >= 0 && g + 8 <= n
+            if full {
+                v = expGGML8(load8(x, g) - mv)
+            } else {
+                var lanes = SIMD8<Float>(repeating: -Float.infinity)
+                for l in 0..<8 where g + l >= 0 && g + l < n { lanes[l] = x[g + l] }
+                v = expGGML8(lanes - mv)
+                for l in 0..<8 where !(g + l >= 0 && g + l < n) { v[l] = 0 }
+            }
+            if full { store8(v, x, g) } else { for l in 0..<8 where g + l >= 0 && g + l < n { x[g + l] = v[l] } }
+            let a = v.highHalf + v.lowHalf
+            let b = SIMD2<Float>(a[0], a[1]) + SIMD2<Float>(a[2], a[3])
+            sum += Double(b[0] + b[1])
+            g += 8
+        }
+        scale(x, count: n, by: Float(1 / sum))
+    }
+
+    /// Σ a[i]·b[i] over n values in llamafile tinyBLAS's AVX2 order (ggml's F16×F16 products
+    /// of the attention): one 8-lane FMA accumulator over groups of 8 aligned so that a[0] is
+    /// lane `phase` (lanes outside 0..<n count 0), reduced ((0+4)+(2+6))+((1+5)+(3+7)).
+    @inline(__always)
+    public static func dotTinyBLAS(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int, phase: Int = 0) -> Float {
+        var acc = SIMD8<Float>()
+        var g = -phase
+        while g < n {
+            if g >= 0 && g + 8 <= n {
+                acc.addProduct(load8(a, g), load8(b, g))
+            } else {
+                var va = SIMD8<Float>(), vb = SIMD8<Float>()
+                for l in 0..<8 where g + l >= 0 && g + l < n { va[l] = a[g + l]; vb[l] = b[g + l] }
+                acc.addProduct(va, vb)
+            }
+            g += 8
+        }
+        let h = acc.highHalf + acc.lowHalf
+        return (h[0] + h[2]) + (h[1] + h[3])
     }
 
     /// In-place softmax of x[0..<n].
@@ -150,6 +262,26 @@ public enum Kernels {
             let a = v[i], b = hi[i]
             v[i] = a * cos[i] - b * sin[i]
             hi[i] = a * sin[i] + b * cos[i]
+            i += 1
+        }
+    }
+
+    /// `rope` as ggml's compiled `rotate_pairs` evaluates it (GNU C++ contracts a·c − b·s to
+    /// fma(a, c, −b·s) and a·s + b·c to fma(a, s, b·c)).
+    @inline(__always)
+    public static func ropeFMA(_ v: UnsafeMutablePointer<Float>, half: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+        let hi = v + half
+        var i = 0
+        while i + 8 <= half {
+            let a = load8(v, i), b = load8(hi, i), c = load8(cos, i), s = load8(sin, i)
+            store8((-(b * s)).addingProduct(a, c), v, i)
+            store8((b * c).addingProduct(a, s), hi, i)
+            i += 8
+        }
+        while i < half {
+            let a = v[i], b = hi[i]
+            v[i] = (-(b * sin[i])).addingProduct(a, cos[i])
+            hi[i] = (b * cos[i]).addingProduct(a, sin[i])
             i += 1
         }
     }
