@@ -3,7 +3,9 @@ SHELL := /bin/bash
 export PKG_CONFIG_PATH := /usr/local/lib/pkgconfig$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
 
 # Tests get a stack of their own (own directory and ports), so they never touch the demo's.
-TEST_STACK := SCEN_STACK_DIR=$(CURDIR)/.stack-test SCEN_STACK_PG_PORT=55433 SCEN_STACK_KAFKA_PORT=59093
+TEST_PG_PORT ?= 55433
+TEST_KAFKA_PORT ?= 59093
+TEST_STACK := SCEN_STACK_DIR=$(CURDIR)/.stack-test SCEN_STACK_PG_PORT=$(TEST_PG_PORT) SCEN_STACK_KAFKA_PORT=$(TEST_KAFKA_PORT)
 
 .PHONY: demo test bootstrap build stack-up stack-down stack-status clean
 
