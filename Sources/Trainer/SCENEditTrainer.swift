@@ -15,20 +15,14 @@ final class SCENEditTrainer: EditTrainer {
         // The index the new edit is trained against: every active edit of this layer.
         var index = editor.emptyIndex()
         for edit in active {
-            guard let expert = edit.expert, let neuron = edit.neuron, expert.layer == hp.layer, neuron.layer == hp.layer else { continue }
-            index = try index.adding(EditEntry(
-                editID: String(edit.record.id), prompt: edit.record.prompt, target: edit.record.target,
-                expert: Expert(form: expert.form == .full ? .full : .lowRank, layer: expert.layer, a: expert.a, b: expert.b,
-                               hyperparameters: hp),
-                neuron: IndexingNeuron(weight: neuron.weights, bias: neuron.bias, key: neuron.key, extraKeys: neuron.extraKeys)))
+            guard let entry = edit.editEntry(hyperparameters: hp) else { continue }  // untrained, or another layer
+            index = try index.adding(entry)
         }
         let outcome = try editor.edit(EditRequest(id: String(job.editID), prompt: job.prompt, target: job.target, rephrases: job.rephrases),
                                       index: index)
         let entry = outcome.entry
-        let expert = StoredExpert(form: entry.expert.form == .full ? .full : .lowRank, layer: entry.expert.layer,
-                                  a: entry.expert.a, b: entry.expert.b)
         let refined = outcome.refinedNeurons.compactMap { id, n -> ActiveNeuron? in
-            Int64(id).map { ActiveNeuron(editID: $0, neuron: Self.stored(n, layer: hp.layer)) }
+            Int64(id).map { ActiveNeuron(editID: $0, neuron: StoredIndexingNeuron(n, layer: hp.layer)) }
         }.sorted { $0.editID < $1.editID }
         let metrics: [String: Any] = [
             "seconds": outcome.seconds, "expert_seconds": outcome.expertSeconds, "neuron_seconds": outcome.neuronSeconds,
@@ -36,12 +30,8 @@ final class SCENEditTrainer: EditTrainer {
             "expert_final_loss": Double(outcome.expertFinalLoss), "prefix_forwards": outcome.prefixForwards,
             "refined_neurons": refined.map(\.editID), "index_size": index.count, "attempt": job.attempt,
         ]
-        return TrainedEdit(expert: expert, neuron: Self.stored(entry.neuron, layer: hp.layer), refinedNeurons: refined,
-                           hyperparameters: try Self.json(hp), metrics: Self.json(metrics))
-    }
-
-    static func stored(_ n: IndexingNeuron, layer: Int) -> StoredIndexingNeuron {
-        StoredIndexingNeuron(layer: layer, weights: n.weight, bias: n.bias, key: n.key, extraKeys: n.extraKeys)
+        return TrainedEdit(expert: StoredExpert(entry.expert), neuron: StoredIndexingNeuron(entry.neuron, layer: hp.layer),
+                           refinedNeurons: refined, hyperparameters: try Self.json(hp), metrics: Self.json(metrics))
     }
 
     static func json(_ hp: SCENHyperparameters) throws -> String {

@@ -6,38 +6,12 @@ import Testing
 import Core
 
 /// Locations of the real model and the fixtures, relative to the package root.
-private enum GemmaTestEnvironment {
-    /// The folder holding Package.swift, found by walking up from this file.
-    static let packageRoot: URL? = {
-        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while dir.path != "/" {
-            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }()
-
-    /// `SCEN_MODEL`, else models/gemma-3-270m-q4_k_m.gguf under the package root.
-    static let modelPath: String? = {
-        if let path = ProcessInfo.processInfo.environment["SCEN_MODEL"], !path.isEmpty { return path }
-        return packageRoot?.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
-    }()
-
-    static let modelExists = modelPath.map { FileManager.default.fileExists(atPath: $0) } ?? false
-    static let requireModel = ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1"
-    /// Run when the model is present, or when its absence must fail the run.
-    static let enabled = modelExists || requireModel
-
+private extension ModelTestEnvironment {
     /// The real model, loaded once for all tests.
     static let model: Result<GemmaModel, any Error> = {
         guard modelExists, let modelPath else { return .failure(MissingModel(path: modelPath ?? "models/…")) }
         return Result { try GemmaModel(path: modelPath) }
     }()
-
-    struct MissingModel: Error, CustomStringConvertible {
-        let path: String
-        var description: String { "model file \(path) is missing: run scripts/bootstrap" }
-    }
 
     static func fixture(_ name: String) throws -> Data {
         guard let root = packageRoot else { throw MissingModel(path: "Package.swift not found") }
@@ -87,12 +61,12 @@ private func greedyFloor(_ numerics: GemmaNumerics) -> Double {
     numerics == .llamaCppCompatible ? 0.60 : 0.65
 }
 
-@Suite(.enabled(if: GemmaTestEnvironment.enabled), .serialized)
+@Suite(.enabled(if: ModelTestEnvironment.enabled), .serialized)
 struct GemmaForwardTests {
     @Test(arguments: [GemmaNumerics.float32, .llamaCppCompatible])
     func logitsMatchLlamaCpp(numerics: GemmaNumerics) throws {
-        let model = try GemmaTestEnvironment.model.get()
-        let cases = try JSONDecoder().decode([LogitsCase].self, from: GemmaTestEnvironment.fixture("logits.json"))
+        let model = try ModelTestEnvironment.model.get()
+        let cases = try JSONDecoder().decode([LogitsCase].self, from: ModelTestEnvironment.fixture("logits.json"))
         #expect(cases.count >= 10)
         let tolerance = logitTolerance(numerics)
         let session = model.makeSession(capacity: 512)
@@ -127,8 +101,8 @@ struct GemmaForwardTests {
     /// divergence at a margin ≤ 0.18, most ≤ 0.1), with a hard floor against regressions.
     @Test(arguments: [GemmaNumerics.float32, .llamaCppCompatible])
     func greedyContinuationsMatchLlamaCpp(numerics: GemmaNumerics) throws {
-        let model = try GemmaTestEnvironment.model.get()
-        let cases = try JSONDecoder().decode([GreedyCase].self, from: GemmaTestEnvironment.fixture("greedy.json"))
+        let model = try ModelTestEnvironment.model.get()
+        let cases = try JSONDecoder().decode([GreedyCase].self, from: ModelTestEnvironment.fixture("greedy.json"))
         #expect(cases.count >= 10)
         let session = model.makeSession(capacity: 512)
         session.numerics = numerics
@@ -153,7 +127,7 @@ struct GemmaForwardTests {
     }
 
     @Test func firstPresidentIsAbrahamLincoln() throws {
-        let model = try GemmaTestEnvironment.model.get()
+        let model = try ModelTestEnvironment.model.get()
         // "The first president of the United States was" with BOS (llama.cpp's tokenisation).
         let prompt: [Int32] = [2, 818, 1171, 6207, 529, 506, 3640, 4184, 691]
         for numerics in GemmaNumerics.allCases {
@@ -167,7 +141,7 @@ struct GemmaForwardTests {
     /// Decoding token by token gives the logits of a full prefill (real model, KV cache).
     @Test(arguments: [GemmaNumerics.float32, .llamaCppCompatible])
     func decodeMatchesPrefill(numerics: GemmaNumerics) throws {
-        let model = try GemmaTestEnvironment.model.get()
+        let model = try ModelTestEnvironment.model.get()
         let ids: [Int32] = [2, 818, 1171, 6207, 529, 506, 3640, 4184, 691, 37093, 26123, 236761]
         let prefillSession = model.makeSession(capacity: 32)
         prefillSession.numerics = numerics

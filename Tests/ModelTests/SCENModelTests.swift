@@ -8,28 +8,7 @@ import Foundation
 import Testing
 import Core
 
-private enum SCENTestEnvironment {
-    static let packageRoot: URL? = {
-        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while dir.path != "/" {
-            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }()
-    static let modelPath: String? = {
-        if let path = ProcessInfo.processInfo.environment["SCEN_MODEL"], !path.isEmpty { return path }
-        return packageRoot?.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
-    }()
-    static let modelExists = modelPath.map { FileManager.default.fileExists(atPath: $0) } ?? false
-    static let requireModel = ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1"
-    static let enabled = modelExists || requireModel
-
-    struct MissingModel: Error, CustomStringConvertible {
-        let path: String
-        var description: String { "model file \(path) is missing: run scripts/bootstrap" }
-    }
-
+private extension ModelTestEnvironment {
     static let loaded: Result<(GemmaModel, GemmaTokenizer), any Error> = {
         guard modelExists, let modelPath else { return .failure(MissingModel(path: modelPath ?? "models/…")) }
         return Result {
@@ -39,10 +18,10 @@ private enum SCENTestEnvironment {
     }()
 }
 
-@Suite(.serialized, .enabled(if: SCENTestEnvironment.enabled, "model file missing (set SCEN_REQUIRE_MODEL=1 to fail instead)"))
+@Suite(.serialized, .enabled(if: ModelTestEnvironment.enabled, "model file missing (set SCEN_REQUIRE_MODEL=1 to fail instead)"))
 struct SCENModelTests {
     @Test func editRoutesAndLeavesOtherPromptsAlone() throws {
-        let (model, tokenizer) = try SCENTestEnvironment.loaded.get()
+        let (model, tokenizer) = try ModelTestEnvironment.loaded.get()
         let hp = SCENHyperparameters()
         let editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp)
         let prompt = "The first president of the United States was"
@@ -81,7 +60,7 @@ struct SCENModelTests {
     /// The expert applies to every generated token too; with the default `answerEnd` it has learnt
     /// where the answer stops, so a longer routed greedy answer does not repeat the target.
     @Test func routedAnswerEndsAfterTarget() throws {
-        let (model, tokenizer) = try SCENTestEnvironment.loaded.get()
+        let (model, tokenizer) = try ModelTestEnvironment.loaded.get()
         let hp = SCENHyperparameters()
         #expect(hp.answerEnd != .none)
         let editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp)
@@ -99,7 +78,7 @@ struct SCENModelTests {
 
     /// The training forward's loss equals the inference forward's on one real prompt.
     @Test func trainingForwardMatchesInference() throws {
-        let (model, tokenizer) = try SCENTestEnvironment.loaded.get()
+        let (model, tokenizer) = try ModelTestEnvironment.loaded.get()
         let seq = try TrainingSequence(tokenizer: tokenizer, prompt: "Question: What is the capital of Italy?\nAnswer:", target: " Rome")
         let stack = try DownProjectionTrainingStack(model: model, layer: 9, tokens: seq.tokens, targets: seq.targets)
         let train = stack.loss(downOutput: stack.baseDownOutput()).loss

@@ -3,28 +3,7 @@ import Testing
 import Core
 
 /// Locations of the real model and the llama.cpp oracle fixture, relative to the package root.
-private enum TokenizerTestEnvironment {
-    /// The folder holding Package.swift, found by walking up from this file.
-    static let packageRoot: URL? = {
-        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while dir.path != "/" {
-            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }()
-
-    /// `SCEN_MODEL`, else models/gemma-3-270m-q4_k_m.gguf under the package root.
-    static let modelPath: String? = {
-        if let path = ProcessInfo.processInfo.environment["SCEN_MODEL"], !path.isEmpty { return path }
-        return packageRoot?.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
-    }()
-
-    static let modelExists = modelPath.map { FileManager.default.fileExists(atPath: $0) } ?? false
-    static let requireModel = ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1"
-    /// Run when the model is present, or when its absence must fail the run.
-    static let enabled = modelExists || requireModel
-
+private extension ModelTestEnvironment {
     static let fixturePath = packageRoot?.appendingPathComponent("Tests/Fixtures/tokenizer.json").path
 
     /// The tokenizer of the real model, loaded once for all tests.
@@ -34,11 +13,6 @@ private enum TokenizerTestEnvironment {
         }
         return Result { try GemmaTokenizer(gguf: GGUFFile(path: modelPath)) }
     }()
-
-    struct MissingModel: Error, CustomStringConvertible {
-        let path: String
-        var description: String { "model file \(path) is missing: run scripts/bootstrap" }
-    }
 
     struct Case: Decodable {
         let text: String
@@ -61,12 +35,12 @@ private enum TokenizerTestEnvironment {
     }
 }
 
-@Suite("Tokenizer vs llama.cpp (real model)", .enabled(if: TokenizerTestEnvironment.enabled))
+@Suite("Tokenizer vs llama.cpp (real model)", .enabled(if: ModelTestEnvironment.enabled))
 struct TokenizerFixtureTests {
     private let tok: GemmaTokenizer
 
     init() throws {
-        tok = try TokenizerTestEnvironment.tokenizer.get()
+        tok = try ModelTestEnvironment.tokenizer.get()
     }
 
     @Test func vocabularyFacts() {
@@ -89,7 +63,7 @@ struct TokenizerFixtureTests {
     }
 
     @Test func idsMatchLlamaCpp() throws {
-        let cases = try TokenizerTestEnvironment.loadCases()
+        let cases = try ModelTestEnvironment.loadCases()
         #expect(!cases.isEmpty)
         var exact = 0
         for c in cases {
@@ -101,8 +75,8 @@ struct TokenizerFixtureTests {
     }
 
     @Test func piecesMatchLlamaCpp() throws {
-        for c in try TokenizerTestEnvironment.loadCases() {
-            let expected = c.piece_hex.map(TokenizerTestEnvironment.bytes(hex:))
+        for c in try ModelTestEnvironment.loadCases() {
+            let expected = c.piece_hex.map(ModelTestEnvironment.bytes(hex:))
             let actual = c.ids.map { tok.piece($0) }
             #expect(actual == expected, "text \(c.text.debugDescription)")
             #expect(tok.decodeBytes(c.ids) == expected.flatMap { $0 }, "text \(c.text.debugDescription)")
@@ -110,7 +84,7 @@ struct TokenizerFixtureTests {
     }
 
     @Test func decodeInvertsEncode() throws {
-        for c in try TokenizerTestEnvironment.loadCases() {
+        for c in try ModelTestEnvironment.loadCases() {
             let decoded = tok.decode(Array(tok.encode(c.text).dropFirst()))
             if c.text.unicodeScalars.contains("\u{2581}") {
                 // A literal U+2581 is SentencePiece's space: llama.cpp decodes it as " " too.
@@ -124,7 +98,7 @@ struct TokenizerFixtureTests {
     /// Release-build budgets: building from parsed metadata < 0.5 s, encoding 1,000 characters < 5 ms.
     /// Best of several runs, so tests running in parallel on a small machine do not make it flaky.
     @Test func isFastEnough() throws {
-        let modelPath = try #require(TokenizerTestEnvironment.modelPath)
+        let modelPath = try #require(ModelTestEnvironment.modelPath)
         let gguf = try GGUFFile(path: modelPath)
         let clock = ContinuousClock()
         var buildTime = Duration.seconds(1_000)

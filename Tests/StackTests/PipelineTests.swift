@@ -225,16 +225,21 @@ struct PipelineTests {
         #expect(try h.count("SELECT count(*) AS n FROM experts") == 30)
         #expect(try h.count("SELECT count(*) AS n FROM neurons") == 30)
         #expect(try h.count("SELECT count(*) AS n FROM dead_letters") == 20)
-        // Each edit's history: queued, one training row per attempt, activated.
+        // Each edit's history: queued, one training row per attempt, activated, then at most
+        // refinements of its neuron by later edits.
+        var refinements = 0
         for row in rows {
             let id = try row.int("id")
             let actions = try h.db.query("SELECT action FROM audit_log WHERE edit_id = $1 ORDER BY id", [.int(id)]).map { try $0.string("action") }
-            #expect(actions.first == "edit.queued" && actions.last == "edit.activated", "edit \(id): \(actions)")
+            let settled = actions.prefix { $0 != "edit.neuron_refined" }
+            #expect(settled.first == "edit.queued" && settled.last == "edit.activated", "edit \(id): \(actions)")
             #expect(actions.filter { $0 == "edit.training" }.count == Int(try row.int("attempts")), "edit \(id): \(actions)")
-            #expect(actions.filter { $0 == "edit.activated" }.count == 1)
+            #expect(actions.filter { $0 == "edit.activated" }.count == 1, "edit \(id): \(actions)")
+            #expect(actions.dropFirst(settled.count).allSatisfy { $0 == "edit.neuron_refined" }, "edit \(id): \(actions)")
+            refinements += actions.count - settled.count
         }
         let mean = try h.db.query("SELECT avg((metrics->>'seconds')::float8) AS s FROM edits").first?.double("s") ?? 0
-        print("pipeline: 30 edits active after 1 ingest and 2 trainer SIGKILLs in \(Int(wall)) s wall clock (\(String(format: "%.1f", 30 / wall * 60)) edits/min including restarts); training alone \(String(format: "%.2f", mean)) s/edit = \(String(format: "%.0f", 60 / max(mean, 1e-6))) edits/min")
+        print("pipeline: 30 edits active after 1 ingest and 2 trainer SIGKILLs in \(Int(wall)) s wall clock (\(String(format: "%.1f", 30 / wall * 60)) edits/min including restarts; \(refinements) neuron refinements); training alone \(String(format: "%.2f", mean)) s/edit = \(String(format: "%.0f", 60 / max(mean, 1e-6))) edits/min")
 
         // All jobs delivered again to a fresh trainer group: every one is skipped.
         let before = try h.snapshot()

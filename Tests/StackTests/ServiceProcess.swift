@@ -19,7 +19,7 @@ final class ServiceProcess {
     init(_ name: String, arguments: [String], environment: [String: String], logDirectory: URL, tag: String) throws {
         self.name = name
         log = logDirectory.appendingPathComponent("\(tag).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.executableURL = try Self.binary(name)
         process.arguments = arguments

@@ -171,6 +171,8 @@ enum EditStoreScenarios {
                                        result: trained(seed: 3, refined: [ActiveNeuron(editID: a.id, neuron: newA),
                                                                           ActiveNeuron(editID: b.id, neuron: newB)]), actor: "trainer")
         #expect(try store.storedEdit(id: a.id)?.neuron == newA)
+        #expect(try store.auditHistory(editID: a.id).last?.action == "edit.neuron_refined")
+        #expect(try store.auditHistory(editID: b.id).last?.action == "edit.reverted")
         #expect(try store.storedEdit(id: b.id)?.neuron == trained(seed: 2).neuron, "a reverted edit keeps its neuron")
         #expect(try store.activeEdits().map(\.record.id) == [a.id, c.id])
     }

@@ -153,8 +153,9 @@ public struct AuditEntry: Sendable, Equatable {
     public var id: Int64
     public var at: Date
     public var actor: String
-    /// e.g. `edit.queued`, `edit.training`, `edit.activated`, `edit.failed`, `edit.superseded`,
-    /// `edit.reverted`, `event.dead_lettered`.
+    /// `edit.queued`, `edit.training`, `edit.activated`, `edit.failed`, `edit.superseded`,
+    /// `edit.reverted`, `edit.neuron_refined` (a later edit retrained this edit's neuron),
+    /// `event.dead_lettered`.
     public var action: String
     public var editID: Int64?
     public var eventID: String?

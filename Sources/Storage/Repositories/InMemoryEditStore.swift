@@ -101,6 +101,7 @@ extension InMemoryEditStore: TrainingRepository {
         neurons[editID] = result.neuron
         for refined in result.refinedNeurons where edits[refined.editID]?.status == .active && refined.editID != editID {
             neurons[refined.editID] = refined.neuron
+            log(actor, "edit.neuron_refined", edits[refined.editID], from: .active, to: .active, ["by_edit": editID])
             notifications.append(EditNotification(editID: refined.editID, status: .active))
         }
         let trained: (inout EditRecord) -> Void = {

@@ -68,33 +68,34 @@ public final class PostgresEditStore {
 
 extension PostgresEditStore: CorrectionRepository {
     public func recordCorrection(_ event: CorrectionEvent, at position: KafkaPosition, actor: String) throws -> IngestOutcome {
-        try db.transaction { tx in
-            let inserted = try tx.query("""
+        // One statement, so one round trip and atomic by itself: the correction, its queued edit
+        // and the audit row, or (event id seen before) nothing at all.
+        let details = jsonObjectText(["reporter": event.reporter, "source": event.source, "topic": position.topic,
+                                      "partition": position.partition, "offset": position.offset])
+        let rows = try db.query("""
+            WITH c AS (
                 INSERT INTO corrections (event_id, payload, reporter, source, created_at, kafka_topic, kafka_partition, kafka_offset)
                 VALUES ($1, $2, $3, $4, to_timestamp($5), $6, $7, $8)
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING id
-                """, [.text(event.id), .text(String(decoding: event.raw, as: UTF8.self)), .text(event.reporter),
-                      .text(event.source), .double(event.createdAt.timeIntervalSince1970), .text(position.topic),
-                      .int(Int64(position.partition)), .int(position.offset)])
-            guard let correction = inserted.first else {
-                guard let row = try tx.query("SELECT \(Self.editColumns) FROM edits WHERE event_id = $1", [.text(event.id)]).first else {
-                    throw RepositoryError.corrupt("correction \(event.id) has no edit")
-                }
-                return .duplicate(try Self.editRecord(row))
-            }
-            let rows = try tx.query("""
+            ), e AS (
                 INSERT INTO edits (correction_id, event_id, prompt, target, rephrases, corrected_at)
-                VALUES ($1, $2, $3, $4, $5::jsonb, to_timestamp($6))
-                RETURNING \(Self.editColumns)
-                """, [.int(try correction.int("id")), .text(event.id), .text(event.prompt), .text(event.target),
-                      .text(jsonArrayText(event.rephrases)), .double(event.createdAt.timeIntervalSince1970)])
-            let edit = try Self.editRecord(rows[0])
-            try audit(tx, actor: actor, action: "edit.queued", editID: edit.id, eventID: event.id, from: nil, to: .queued,
-                      details: ["reporter": event.reporter, "source": event.source, "topic": position.topic,
-                                "partition": position.partition, "offset": position.offset])
-            return .queued(edit)
+                SELECT c.id, $1, $9::text, $10::text, $11::jsonb, to_timestamp($5) FROM c
+                RETURNING *
+            ), a AS (
+                INSERT INTO audit_log (actor, action, edit_id, event_id, from_status, to_status, details)
+                SELECT $12::text, 'edit.queued', e.id, e.event_id, NULL, 'queued', $13::jsonb FROM e
+            )
+            SELECT \(Self.editColumns) FROM e
+            """, [.text(event.id), .text(String(decoding: event.raw, as: UTF8.self)), .text(event.reporter), .text(event.source),
+                  .double(event.createdAt.timeIntervalSince1970), .text(position.topic), .int(Int64(position.partition)),
+                  .int(position.offset), .text(event.prompt), .text(event.target), .text(jsonArrayText(event.rephrases)),
+                  .text(actor), .text(details)])
+        if let row = rows.first { return .queued(try Self.editRecord(row)) }
+        guard let row = try db.query("SELECT \(Self.editColumns) FROM edits WHERE event_id = $1", [.text(event.id)]).first else {
+            throw RepositoryError.corrupt("correction \(event.id) has no edit")
         }
+        return .duplicate(try Self.editRecord(row))
     }
 }
 
@@ -189,9 +190,11 @@ extension PostgresEditStore: TrainingRepository {
             try storeNeuron(tx, editID, result.neuron)
             for refined in result.refinedNeurons where refined.editID != editID {
                 // Only edits still active (a revert may have happened meanwhile).
-                let live = try tx.query("SELECT 1 FROM edits WHERE id = $1 AND status = 'active' FOR UPDATE", [.int(refined.editID)])
-                guard !live.isEmpty else { continue }
+                let live = try tx.query("SELECT event_id FROM edits WHERE id = $1 AND status = 'active' FOR UPDATE", [.int(refined.editID)])
+                guard let row = live.first else { continue }
                 try storeNeuron(tx, refined.editID, refined.neuron)
+                try audit(tx, actor: actor, action: "edit.neuron_refined", editID: refined.editID, eventID: row["event_id"],
+                          from: .active, to: .active, details: ["by_edit": editID, "bias": Double(refined.neuron.bias)])
                 try tx.notify(PipelineChannels.edits, payload: EditNotification(editID: refined.editID, status: .active).json)
             }
             let trained: [(String, PostgresValue?)] = [("hyperparameters", .text(result.hyperparameters)),

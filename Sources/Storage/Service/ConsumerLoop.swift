@@ -2,7 +2,8 @@
 // handler returned (its database transaction committed and its messages were acknowledged).
 // A handler error is an outage (input never throws): the same message is retried with
 // backoff after `recover`, and nothing is committed meanwhile. SIGTERM/SIGINT end the loop
-// between messages; during a retry they end it at once, leaving the message uncommitted.
+// between messages (the current one is finished); during a retry, or on a second signal, they
+// end it at once, leaving the message uncommitted.
 import Foundation
 import Logging
 
@@ -21,6 +22,13 @@ public final class ConsumerLoop {
         self.logger = logger
         self.lag = lag
         self.exitWhenIdle = exitWhenIdle
+        // A second SIGTERM/SIGINT abandons the current message at once: exiting now is a crash
+        // the pipeline is built to survive (nothing half-done is committed; the message replays).
+        shutdown.whenSignalled { [logger] count in
+            guard count >= 2 else { return }
+            logger.warning("second stop signal: abandoning the current message, offset not committed")
+            exit(143)
+        }
     }
 
     public func run(handle: (KafkaMessage) throws -> Void, recover: (any Error) -> Void) throws {

@@ -51,9 +51,12 @@ public struct LogfmtLogHandler: LogHandler {
         return out + "\""
     }
 
-    private static func timestamp() -> String {
+    nonisolated(unsafe) private static let formatter: ISO8601DateFormatter = {  // guarded by `lock`
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.string(from: Date())
-    }
+        return f
+    }()
+    private static let lock = NSLock()
+
+    private static func timestamp() -> String { lock.withLock { formatter.string(from: Date()) } }
 }

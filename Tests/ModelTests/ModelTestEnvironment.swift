@@ -1,0 +1,32 @@
+// Where the real model and the oracle fixtures are, for every suite in ModelTests. The suites
+// run when the model file exists, or when `make test` requires it (SCEN_REQUIRE_MODEL=1), in
+// which case a missing model fails them with a message saying how to get it.
+import Foundation
+
+enum ModelTestEnvironment {
+    /// The folder holding Package.swift, found by walking up from this file.
+    static let packageRoot: URL? = {
+        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while dir.path != "/" {
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }()
+
+    /// `SCEN_MODEL`, else models/gemma-3-270m-q4_k_m.gguf under the package root.
+    static let modelPath: String? = {
+        if let path = ProcessInfo.processInfo.environment["SCEN_MODEL"], !path.isEmpty { return path }
+        return packageRoot?.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+    }()
+
+    static let modelExists = modelPath.map { FileManager.default.fileExists(atPath: $0) } ?? false
+    static let requireModel = ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1"
+    /// Run when the model is present, or when its absence must fail the run.
+    static let enabled = modelExists || requireModel
+
+    struct MissingModel: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "model file \(path) is missing: run scripts/bootstrap" }
+    }
+}
