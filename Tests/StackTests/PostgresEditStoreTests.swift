@@ -13,6 +13,7 @@ struct PostgresEditStoreTests {
     @Test func boundedRetries() throws { try EditStoreScenarios.boundedRetries(try store()) }
     @Test func refinedNeurons() throws { try EditStoreScenarios.refinedNeuronsOnlyForActiveEdits(try store()) }
     @Test func paging() throws { try EditStoreScenarios.paging(try store()) }
+    @Test func activeEditCache() throws { try EditStoreScenarios.activeEditCache(try store()) }
     @Test func deadLetters() throws { try EditStoreScenarios.deadLetters(try store()) }
 
     @Test func hostileTextIsStoredVerbatim() throws {

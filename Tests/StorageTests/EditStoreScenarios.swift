@@ -177,6 +177,32 @@ enum EditStoreScenarios {
         #expect(try store.activeEdits().map(\.record.id) == [a.id, c.id])
     }
 
+    static func activeEditCache(_ store: EditStore) throws {
+        let cache = ActiveEditCache(repository: store)
+        let a = try activate(store, correction("k1", prompt: "P1"), offset: 1, seed: 1)
+        let b = try activate(store, correction("k2", prompt: "P2"), offset: 2, seed: 2)
+        #expect(try cache.activeEdits(excluding: 0) == store.activeEdits(excluding: 0))
+        #expect(cache.fetched == 2)
+        #expect(try cache.activeEdits(excluding: a.id).map(\.record.id) == [b.id])
+        #expect(cache.fetched == 2, "nothing changed: nothing fetched")
+
+        // A new edit that refines a's neuron: the new edit and a are fetched again.
+        let c = try store.recordCorrection(correction("k3", prompt: "P3"), at: position, actor: "ingest").edit
+        _ = try store.claimForTraining(editID: c.id, maxAttempts: 3, actor: "trainer")
+        let refinedA = StoredIndexingNeuron(layer: 9, weights: Array(repeating: 9, count: 8), bias: 1, key: Array(repeating: 0.5, count: 8),
+                                            extraKeys: [Array(repeating: 0.25, count: 8)])
+        _ = try store.completeTraining(editID: c.id, attempt: 1,
+                                       result: trained(seed: 3, refined: [ActiveNeuron(editID: a.id, neuron: refinedA)]), actor: "trainer")
+        #expect(try cache.activeEdits(excluding: 0) == store.activeEdits(excluding: 0))
+        #expect(try cache.activeEdits(excluding: 0).first?.neuron == refinedA)
+        #expect(cache.fetched == 4)
+
+        // A revert drops the edit from the cache without fetching anything.
+        _ = try store.revert(editID: b.id, actor: "op", reason: "")
+        #expect(try cache.activeEdits(excluding: 0).map(\.record.id) == [a.id, c.id])
+        #expect(cache.fetched == 4)
+    }
+
     static func paging(_ store: EditStore) throws {
         var ids: [Int64] = []
         for i in 0..<7 {

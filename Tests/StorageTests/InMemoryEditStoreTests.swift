@@ -10,6 +10,7 @@ struct InMemoryEditStoreTests {
     @Test func boundedRetries() throws { try EditStoreScenarios.boundedRetries(InMemoryEditStore()) }
     @Test func refinedNeurons() throws { try EditStoreScenarios.refinedNeuronsOnlyForActiveEdits(InMemoryEditStore()) }
     @Test func paging() throws { try EditStoreScenarios.paging(InMemoryEditStore()) }
+    @Test func activeEditCache() throws { try EditStoreScenarios.activeEditCache(InMemoryEditStore()) }
     @Test func deadLetters() throws { try EditStoreScenarios.deadLetters(InMemoryEditStore()) }
 
     @Test func notificationsFollowStatusChanges() throws {

@@ -19,6 +19,7 @@ public final class TrainerStep {
     }
 
     let repository: TrainingRepository
+    let activeEdits: ActiveEditCache
     let trainer: EditTrainer
     let maxAttempts: Int
     let retryDelay: Double
@@ -30,6 +31,7 @@ public final class TrainerStep {
     public init(repository: TrainingRepository, trainer: EditTrainer, maxAttempts: Int = 3, retryDelay: Double = 1,
                 actor: String = "scen-trainer", logger: Logger = Logger(label: "scen-trainer")) {
         self.repository = repository
+        self.activeEdits = ActiveEditCache(repository: repository)
         self.trainer = trainer
         self.maxAttempts = maxAttempts
         self.retryDelay = retryDelay
@@ -62,7 +64,7 @@ public final class TrainerStep {
             let start = Date()
             let outcome: Result<TrainedEdit, any Error>
             do {
-                outcome = .success(try trainer.train(TrainingJob(edit: edit), active: try repository.activeEdits(excluding: edit.id)))
+                outcome = .success(try trainer.train(TrainingJob(edit: edit), active: try activeEdits.activeEdits(excluding: edit.id)))
             } catch let error as PostgresError {
                 throw error
             } catch {

@@ -38,6 +38,11 @@ public protocol TrainingRepository: AnyObject {
     /// The active edits other than `editID` with their experts and neurons, by id (the index
     /// a new edit is trained against).
     func activeEdits(excluding editID: Int64) throws -> [StoredEdit]
+    /// Ids of the active edits with a version that changes whenever the edit or its neuron
+    /// does (cheap: no parameters are read). See `ActiveEditCache`.
+    func activeEditVersions() throws -> [Int64: Double]
+    /// These edits with their experts and neurons, by id (missing ids are left out).
+    func storedEdits(ids: [Int64]) throws -> [StoredEdit]
 }
 
 /// Router and operators: what is served, history, revert.

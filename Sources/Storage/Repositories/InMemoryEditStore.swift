@@ -7,7 +7,17 @@ public final class InMemoryEditStore {
     public private(set) var edits: [Int64: EditRecord] = [:]
     public private(set) var corrections: [String: (event: CorrectionEvent, position: KafkaPosition)] = [:]
     public private(set) var experts: [Int64: [UInt8]] = [:]
-    public private(set) var neurons: [Int64: StoredIndexingNeuron] = [:]
+    public private(set) var neurons: [Int64: StoredIndexingNeuron] = [:] {
+        didSet { for (id, n) in neurons where oldValue[id] != n { bump(id) } }
+    }
+    /// A change counter per edit (stands in for greatest(edits.updated_at, neurons.updated_at)).
+    private var versions: [Int64: Double] = [:]
+    private var versionCounter = 0.0
+
+    private func bump(_ id: Int64) {
+        versionCounter += 1
+        versions[id] = versionCounter
+    }
     public private(set) var letters: [DeadLetter] = []
     public private(set) var audit: [AuditEntry] = []
     public private(set) var notifications: [EditNotification] = []
@@ -27,6 +37,7 @@ public final class InMemoryEditStore {
         e.updatedAt = clock()
         change(&e)
         edits[id] = e
+        bump(id)
         return e
     }
 
@@ -48,7 +59,8 @@ extension InMemoryEditStore: CorrectionRepository {
                               status: .queued, correctedAt: event.createdAt, createdAt: now, updatedAt: now)
         nextEditID += 1
         edits[edit.id] = edit
-        log(actor, "edit.queued", edit, from: nil, to: .queued, ["reporter": event.reporter, "source": event.source])
+        log(actor, "edit.queued", edit, from: nil, to: .queued, ["reporter": event.reporter, "source": event.source, "topic": position.topic,
+                                                               "partition": position.partition, "offset": position.offset])
         return .queued(edit)
     }
 }
@@ -59,7 +71,9 @@ extension InMemoryEditStore: DeadLetterRepository {
         let letter = DeadLetter(id: Int64(letters.count + 1), raw: raw, reason: rejection.reason.rawValue, detail: rejection.detail,
                                 position: position, producedToTopic: false)
         letters.append(letter)
-        log(actor, "event.dead_lettered", nil, from: nil, to: nil, ["dead_letter_id": letter.id, "reason": rejection.reason.rawValue])
+        log(actor, "event.dead_lettered", nil, from: nil, to: nil, ["dead_letter_id": letter.id, "reason": rejection.reason.rawValue,
+                                                                    "detail": rejection.detail, "topic": position.topic,
+                                                                    "partition": position.partition, "offset": position.offset])
         return letter
     }
 
@@ -133,6 +147,18 @@ extension InMemoryEditStore: TrainingRepository {
         let failed = set(editID, .failed) { $0.error = error }
         log(actor, "edit.failed", failed, from: .training, to: .failed, ["attempt": attempt, "error": error])
         return failed
+    }
+
+    public func activeEditVersions() throws -> [Int64: Double] {
+        var out: [Int64: Double] = [:]
+        for e in edits.values where e.status == .active {
+            out[e.id] = versions[e.id] ?? 0
+        }
+        return out
+    }
+
+    public func storedEdits(ids: [Int64]) throws -> [StoredEdit] {
+        try ids.sorted().compactMap { edits[$0] }.map(stored)
     }
 
     public func activeEdits(excluding editID: Int64) throws -> [StoredEdit] {

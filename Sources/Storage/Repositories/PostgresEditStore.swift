@@ -237,6 +237,24 @@ extension PostgresEditStore: TrainingRepository {
         }
     }
 
+    public func activeEditVersions() throws -> [Int64: Double] {
+        var out: [Int64: Double] = [:]
+        for row in try db.query("""
+            SELECT e.id, extract(epoch FROM greatest(e.updated_at, n.updated_at))::float8 AS version
+            FROM edits e LEFT JOIN neurons n ON n.edit_id = e.id WHERE e.status = 'active'
+            """) {
+            out[try row.int("id")] = row["version"].flatMap(Double.init) ?? 0
+        }
+        return out
+    }
+
+    public func storedEdits(ids: [Int64]) throws -> [StoredEdit] {
+        guard !ids.isEmpty else { return [] }
+        let list = "{" + ids.map(String.init).joined(separator: ",") + "}"
+        return try stored(try db.query("SELECT \(Self.editColumns) FROM edits WHERE id = ANY($1::bigint[]) ORDER BY id",
+                                       [.text(list)]).map(Self.editRecord))
+    }
+
     public func activeEdits(excluding editID: Int64) throws -> [StoredEdit] {
         try stored(try db.query("SELECT \(Self.editColumns) FROM edits WHERE status = 'active' AND id <> $1 ORDER BY id",
                                 [.int(editID)]).map(Self.editRecord))
