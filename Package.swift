@@ -38,6 +38,7 @@ let package = Package(
             name: "Storage",
             dependencies: [
                 "Core", "CLibPQ", "CRdKafka",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

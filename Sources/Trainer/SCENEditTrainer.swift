@@ -12,12 +12,9 @@ final class SCENEditTrainer: EditTrainer {
 
     func train(_ job: TrainingJob, active: [StoredEdit]) throws -> TrainedEdit {
         let hp = editor.hyperparameters
-        // The index the new edit is trained against: every active edit of this layer.
-        var index = editor.emptyIndex()
-        for edit in active {
-            guard let entry = edit.editEntry(hyperparameters: hp) else { continue }  // untrained, or another layer
-            index = try index.adding(entry)
-        }
+        // The index the new edit is trained against: every active edit of this layer (untrained
+        // edits and those of another layer have no entry).
+        let index = try editor.emptyIndex().adding(contentsOf: active.compactMap { $0.editEntry(hyperparameters: hp) })
         let outcome = try editor.edit(EditRequest(id: String(job.editID), prompt: job.prompt, target: job.target, rephrases: job.rephrases),
                                       index: index)
         let entry = outcome.entry

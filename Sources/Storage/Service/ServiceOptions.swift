@@ -1,40 +1,40 @@
-// Command-line settings of a pipeline service: flag > environment > .stack/env > default.
-// (The same file is in Sources/Ingest and Sources/Trainer: executables share no target but
-// Storage, which does not link ArgumentParser. Keep the two copies identical.)
+// Command-line settings of a pipeline service (scen-ingest, scen-trainer):
+// flag > environment > .stack/env > default.
 import ArgumentParser
 import Foundation
 import Logging
-import Storage
 
-struct ServiceOptions: ParsableArguments {
+public struct ServiceOptions: ParsableArguments {
+    public init() {}
+
     @Option(help: "PostgreSQL connection URL (env SCEN_POSTGRES_URL).")
-    var postgresURL: String?
+    public var postgresURL: String?
 
     @Option(help: "Kafka bootstrap servers, host:port[,host:port] (env SCEN_KAFKA_BROKERS).")
-    var kafkaBrokers: String?
+    public var kafkaBrokers: String?
 
     @Option(name: .customLong("kafka-setting"),
             help: "Extra librdkafka setting key=value, repeatable (env SCEN_KAFKA_SETTINGS=k=v,k=v), e.g. session.timeout.ms=6000.")
-    var kafkaSettings: [String] = []
+    public var kafkaSettings: [String] = []
 
     @Option(help: "Address of the Prometheus /metrics listener (env SCEN_METRICS_HOST; default all interfaces).")
-    var metricsHost: String?
+    public var metricsHost: String?
 
     @Option(help: "Port of the /metrics listener; 0 picks a free one (env SCEN_METRICS_PORT).")
-    var metricsPort: Int?
+    public var metricsPort: Int?
 
     @Flag(help: "Apply the SQL migrations before starting (like `scen migrate`).")
-    var migrate = false
+    public var migrate = false
 
     @Option(help: "The migrations directory (default: $SCEN_MIGRATIONS, ./migrations, or the package's).")
-    var migrations: String?
+    public var migrations: String?
 
     @Option(help: "Exit after this many seconds without a message (for batch runs and tests).")
-    var exitWhenIdle: Double?
+    public var exitWhenIdle: Double?
 
     var defaultMetricsPort: Int { CommandLine.arguments.first?.hasSuffix("trainer") == true ? 9402 : 9401 }
 
-    func resolved() -> ServiceSettings {
+    public func resolved() -> ServiceSettings {
         var kafka = SettingsResolver.kafkaSettings()
         for pair in kafkaSettings {
             let kv = pair.split(separator: "=", maxSplits: 1)
@@ -49,7 +49,7 @@ struct ServiceOptions: ParsableArguments {
             migrate: migrate, migrationsDirectory: migrations, exitWhenIdle: exitWhenIdle)
     }
 
-    func prepare(logger: Logger, topics: [String]) throws {
+    public func prepare(logger: Logger, topics: [String]) throws {
         try resolved().prepare(logger: logger, topics: topics)
     }
 }
