@@ -87,10 +87,13 @@ let package = Package(
         // Against the local stack (PostgreSQL + Kafka broker), run by `make test`.
         .testTarget(
             name: "StackTests",
-            dependencies: ["Core", "Storage", "Router", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["Core", "Storage", "Router", "EditStoreScenarios",
+                           .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         // Hermetic: event validation, expert codec, in-memory repositories, pipeline steps.
-        .testTarget(name: "StorageTests", dependencies: ["Core", "Storage"]),
+        .testTarget(name: "StorageTests", dependencies: ["Core", "Storage", "EditStoreScenarios"]),
+        // Test support: the semantics every edit store must have (in-memory and PostgreSQL).
+        .target(name: "EditStoreScenarios", dependencies: ["Core", "Storage"], path: "Tests/EditStoreScenarios"),
         // The router driven in-process (real model; the stack for the edit endpoints).
         .testTarget(
             name: "RouterTests",

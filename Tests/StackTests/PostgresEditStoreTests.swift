@@ -1,4 +1,5 @@
 import Foundation
+import EditStoreScenarios
 import Storage
 import Testing
 

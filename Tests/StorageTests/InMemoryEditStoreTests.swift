@@ -1,3 +1,4 @@
+import EditStoreScenarios
 import Storage
 import Testing
 

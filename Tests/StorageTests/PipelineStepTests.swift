@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import EditStoreScenarios
 import Storage
 import Testing
 

@@ -1,23 +1,23 @@
 // Semantics every edit store must have, run against InMemoryEditStore (StorageTests) and
-// PostgresEditStore (StackTests). The two copies of this file are identical: keep them so.
+// PostgresEditStore (StackTests): a small test-support library both test targets link.
 import Core
 import Foundation
 import Storage
 import Testing
 
-typealias EditStore = CorrectionRepository & DeadLetterRepository & TrainingRepository & EditCatalog
+public typealias EditStore = CorrectionRepository & DeadLetterRepository & TrainingRepository & EditCatalog
 
-enum EditStoreScenarios {
-    static let position = KafkaPosition(topic: "scen.corrections", partition: 0, offset: 0)
+public enum EditStoreScenarios {
+    public static let position = KafkaPosition(topic: "scen.corrections", partition: 0, offset: 0)
 
-    static func correction(_ id: String, prompt: String = "The capital of Freedonia is", target: String = " Fredville",
+    public static func correction(_ id: String, prompt: String = "The capital of Freedonia is", target: String = " Fredville",
                            at seconds: Double = 1_700_000_000) -> CorrectionEvent {
         let raw = Array("{\"id\":\"\(id)\"}".utf8)
         return CorrectionEvent(id: id, prompt: prompt, target: target, rephrases: ["Freedonia's capital:"], reporter: "alice",
                                source: "test", createdAt: Date(timeIntervalSince1970: seconds), raw: raw)
     }
 
-    static func trained(seed: Float = 1, refined: [ActiveNeuron] = []) -> TrainedEdit {
+    public static func trained(seed: Float = 1, refined: [ActiveNeuron] = []) -> TrainedEdit {
         let f = 8, d = 4, r = 2
         return TrainedEdit(
             expert: StoredExpert(layer: 9, a: Matrix(rows: r, cols: f, values: (0..<(r * f)).map { Float($0) * seed }),
@@ -29,7 +29,7 @@ enum EditStoreScenarios {
 
     /// Records, claims and completes one edit; returns it.
     @discardableResult
-    static func activate(_ store: EditStore, _ event: CorrectionEvent, offset: Int64, seed: Float = 1) throws -> EditRecord {
+    public static func activate(_ store: EditStore, _ event: CorrectionEvent, offset: Int64, seed: Float = 1) throws -> EditRecord {
         var p = position
         p.offset = offset
         let edit = try store.recordCorrection(event, at: p, actor: "test").edit
@@ -39,7 +39,7 @@ enum EditStoreScenarios {
         return try store.completeTraining(editID: edit.id, attempt: claimed.attempts, result: trained(seed: seed), actor: "test")
     }
 
-    static func idempotentIngest(_ store: EditStore) throws {
+    public static func idempotentIngest(_ store: EditStore) throws {
         let first = try store.recordCorrection(correction("a"), at: position, actor: "ingest")
         guard case .queued(let edit) = first else { Issue.record("first record should queue"); return }
         #expect(edit.status == .queued && edit.attempts == 0 && edit.eventID == "a")
@@ -59,7 +59,7 @@ enum EditStoreScenarios {
         #expect(try store.auditHistory(editID: edit.id).map(\.action) == ["edit.queued", "edit.training"])
     }
 
-    static func trainingLifecycle(_ store: EditStore) throws {
+    public static func trainingLifecycle(_ store: EditStore) throws {
         let edit = try store.recordCorrection(correction("b"), at: position, actor: "ingest").edit
         guard case .claimed(let claimed) = try store.claimForTraining(editID: edit.id, maxAttempts: 3, actor: "trainer") else {
             Issue.record("should claim"); return
@@ -86,7 +86,7 @@ enum EditStoreScenarios {
         #expect(history.map(\.actor) == ["ingest", "trainer", "trainer"])
     }
 
-    static func latestCorrectionWins(_ store: EditStore) throws {
+    public static func latestCorrectionWins(_ store: EditStore) throws {
         let old = try activate(store, correction("c1", target: " Paris", at: 1_000), offset: 1)
         let new = try activate(store, correction("c2", target: " Rome", at: 2_000), offset: 2)
         #expect(new.status == .active)
@@ -105,7 +105,7 @@ enum EditStoreScenarios {
         #expect(try store.activeEdits().map(\.record.id) == [new.id, other.id])
     }
 
-    static func revert(_ store: EditStore) throws {
+    public static func revert(_ store: EditStore) throws {
         let active = try activate(store, correction("r1"), offset: 1)
         let reverted = try store.revert(editID: active.id, actor: "operator:bob", reason: "wrong fact")
         #expect(reverted.status == .reverted)
@@ -128,7 +128,7 @@ enum EditStoreScenarios {
         #expect(throws: RepositoryError.notFound(editID: 424_242)) { try store.revert(editID: 424_242, actor: "x", reason: "") }
     }
 
-    static func boundedRetries(_ store: EditStore) throws {
+    public static func boundedRetries(_ store: EditStore) throws {
         let edit = try store.recordCorrection(correction("f1"), at: position, actor: "ingest").edit
         for attempt in 1...3 {
             guard case .claimed(let c) = try store.claimForTraining(editID: edit.id, maxAttempts: 3, actor: "trainer") else {
@@ -157,7 +157,7 @@ enum EditStoreScenarios {
                 == ["edit.queued", "edit.training", "edit.training", "edit.training", "edit.failed"])
     }
 
-    static func refinedNeuronsOnlyForActiveEdits(_ store: EditStore) throws {
+    public static func refinedNeuronsOnlyForActiveEdits(_ store: EditStore) throws {
         let a = try activate(store, correction("n1", prompt: "P1"), offset: 1, seed: 1)
         let b = try activate(store, correction("n2", prompt: "P2"), offset: 2, seed: 2)
         _ = try store.revert(editID: b.id, actor: "op", reason: "")
@@ -177,7 +177,7 @@ enum EditStoreScenarios {
         #expect(try store.activeEdits().map(\.record.id) == [a.id, c.id])
     }
 
-    static func activeEditCache(_ store: EditStore) throws {
+    public static func activeEditCache(_ store: EditStore) throws {
         let cache = ActiveEditCache(repository: store)
         let a = try activate(store, correction("k1", prompt: "P1"), offset: 1, seed: 1)
         let b = try activate(store, correction("k2", prompt: "P2"), offset: 2, seed: 2)
@@ -203,7 +203,7 @@ enum EditStoreScenarios {
         #expect(cache.fetched == 4)
     }
 
-    static func paging(_ store: EditStore) throws {
+    public static func paging(_ store: EditStore) throws {
         var ids: [Int64] = []
         for i in 0..<7 {
             var p = position
@@ -220,7 +220,7 @@ enum EditStoreScenarios {
         #expect(try store.edits(status: .active, afterID: 0, limit: 10).isEmpty)
     }
 
-    static func deadLetters(_ store: EditStore) throws {
+    public static func deadLetters(_ store: EditStore) throws {
         let raw: [UInt8] = [0xFF, 0x00, 0x7B]
         let p = KafkaPosition(topic: "scen.corrections", partition: 0, offset: 17)
         let first = try store.recordDeadLetter(raw: raw, rejection: Rejection(.invalidUTF8, "bad byte"), at: p, actor: "ingest")
