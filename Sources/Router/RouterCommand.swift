@@ -44,10 +44,9 @@ struct RouterCommand: AsyncParsableCommand {
         logger.logLevel = .info
         let env = ProcessInfo.processInfo.environment
         let port = self.port ?? env["SCEN_ROUTER_PORT"].flatMap(Int.init) ?? 8080
-        let modelPath = model ?? env["SCEN_MODEL"] ?? "models/gemma-3-270m-q4_k_m.gguf"
+        let modelPath = SettingsResolver.modelPath(flag: model)
 
-        let postgresURL = self.postgresURL ?? env["SCEN_POSTGRES_URL"] ?? stackSetting("SCEN_POSTGRES_URL")
-            ?? "postgresql://postgres@127.0.0.1:55432/scen"
+        let postgresURL = SettingsResolver.postgresURL(flag: self.postgresURL)
         let hp = try hyperparameters.map {
             try JSONDecoder().decode(SCENHyperparameters.self, from: Data(contentsOf: URL(fileURLWithPath: $0)))
         } ?? SCENHyperparameters()
@@ -88,13 +87,3 @@ struct RouterCommand: AsyncParsableCommand {
     }
 }
 
-/// A value from the local stack's env file (`SCEN_STACK_ENV` or `.stack/env`).
-func stackSetting(_ key: String) -> String? {
-    let file = ProcessInfo.processInfo.environment["SCEN_STACK_ENV"] ?? ".stack/env"
-    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
-    for line in text.split(separator: "\n") {
-        let parts = line.split(separator: "=", maxSplits: 1)
-        if parts.count == 2 && parts[0] == key { return String(parts[1]) }
-    }
-    return nil
-}

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Core
 import Foundation
+import Storage
 
 struct ModelOptions: ParsableArguments {
     @Option(help: "The GGUF model file (default: $SCEN_MODEL or models/gemma-3-270m-q4_k_m.gguf).")
@@ -10,9 +11,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Threads for the forward pass.")
     var threads: Int = 2
 
-    var path: String {
-        model ?? ProcessInfo.processInfo.environment["SCEN_MODEL"] ?? "models/gemma-3-270m-q4_k_m.gguf"
-    }
+    var path: String { SettingsResolver.modelPath(flag: model) }
 
     func openFile() throws -> GGUFFile {
         guard FileManager.default.fileExists(atPath: path) else {
