@@ -174,6 +174,9 @@ public final class EditEvaluation {
         var rel = 0.0, relEM = 0.0, gen = 0.0, genEM = 0.0, genN = 0, loc = 0.0, locN = 0
         var fireP = 0, fireOwnP = 0, fireR = 0, fireOwnR = 0, fireL = 0
         for (i, c) in cases.enumerated() {
+            if (i + 1) % 10 == 0 || i + 1 == cases.count {
+                progress?("[\(method.rawValue)] evaluating \(i + 1)/\(cases.count) \(bar(i + 1, cases.count))")
+            }
             let target = " " + c.target
             // Reliability.
             let ed = editor()
