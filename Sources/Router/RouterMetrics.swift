@@ -1,69 +1,55 @@
-// The router's Prometheus metrics: requests by path and status, latency histogram, tokens,
-// expert hit rate, rejections, edits loaded. Rendered in the text exposition format.
+// The router's Prometheus metrics, kept in Storage's PrometheusRegistry like the pipeline
+// services': requests by path and status, latency histogram, tokens, expert hit rate,
+// rejections, queued requests and edits loaded.
 import Foundation
 import Hummingbird
+import Storage
 
-public final class RouterMetrics: @unchecked Sendable {
-    public init() {}
-    static let latencyBuckets: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+public final class RouterMetrics: Sendable {
+    private let registry = PrometheusRegistry()
+    private let requests: PrometheusRegistry.LabeledCounter
+    private let latency: PrometheusRegistry.Histogram
+    private let generations: PrometheusRegistry.Counter
+    private let expertHits: PrometheusRegistry.Counter
+    private let hitRatio: PrometheusRegistry.Gauge
+    private let tokens: PrometheusRegistry.Counter
+    private let rejections: PrometheusRegistry.Counter
+    private let queued: PrometheusRegistry.Gauge
+    private let editsLoaded: PrometheusRegistry.Gauge
 
-    private let lock = NSLock()
-    private var requests: [String: Int] = [:]          // "path|status" → count
-    private var latencyCounts = [Int](repeating: 0, count: RouterMetrics.latencyBuckets.count)
-    private var latencySum = 0.0
-    private var latencyCount = 0
-    private var generations = 0
-    private var generationsWithEdit = 0
-    private var generatedTokens = 0
-    private var rejections = 0
+    public init() {
+        requests = registry.labeledCounter("scen_router_requests_total", help: "HTTP requests by path and status.")
+        latency = registry.histogram("scen_router_request_seconds", help: "HTTP request latency.",
+                                     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        generations = registry.counter("scen_router_generations_total", help: "Completed generations.")
+        expertHits = registry.counter("scen_router_expert_hits_total", help: "Generations in which an edit's expert was applied.")
+        hitRatio = registry.gauge("scen_router_expert_hit_ratio", help: "Share of generations in which an expert was applied.")
+        tokens = registry.counter("scen_router_generated_tokens_total", help: "Tokens generated.")
+        rejections = registry.counter("scen_router_rejected_total", help: "Requests refused with 429 because the queue was full.")
+        queued = registry.gauge("scen_router_queued_requests", help: "Requests waiting for a worker.")
+        editsLoaded = registry.gauge("scen_router_edits_loaded", help: "Active edits in the routing table.")
+    }
 
     func middleware<Context: RequestContext>() -> some RouterMiddleware<Context> { Middleware(metrics: self) }
 
     func recordRequest(path: String, status: Int, seconds: Double) {
-        lock.withLock {
-            requests["\(path)|\(status)", default: 0] += 1
-            latencySum += seconds
-            latencyCount += 1
-            for (i, bound) in Self.latencyBuckets.enumerated() where seconds <= bound { latencyCounts[i] += 1 }
-        }
+        requests.increment([("path", path), ("status", String(status))])
+        latency.observe(seconds)
     }
 
     func recordGeneration(_ result: GenerationResult) {
-        lock.withLock {
-            generations += 1
-            generatedTokens += result.ids.count
-            if result.edit != nil { generationsWithEdit += 1 }
-        }
+        generations.increment()
+        tokens.increment(by: Double(result.ids.count))
+        if result.edit != nil { expertHits.increment() }
+        hitRatio.set(expertHits.value / generations.value)
     }
 
-    func recordRejection() { lock.withLock { rejections += 1 } }
+    func recordRejection() { rejections.increment() }
 
     func render(state: RouterState) -> String {
-        let edits = state.edits?.activeCount ?? 0
-        let queued = state.inference?.queued ?? 0
-        return lock.withLock {
-            var out = ""
-            out += "# HELP scen_router_requests_total HTTP requests by path and status.\n# TYPE scen_router_requests_total counter\n"
-            for (key, n) in requests.sorted(by: { $0.key < $1.key }) {
-                let parts = key.split(separator: "|", maxSplits: 1)
-                out += "scen_router_requests_total{path=\"\(parts[0])\",status=\"\(parts[1])\"} \(n)\n"
-            }
-            out += "# HELP scen_router_request_seconds HTTP request latency.\n# TYPE scen_router_request_seconds histogram\n"
-            for (i, bound) in Self.latencyBuckets.enumerated() {
-                out += "scen_router_request_seconds_bucket{le=\"\(bound)\"} \(latencyCounts[i])\n"
-            }
-            out += "scen_router_request_seconds_bucket{le=\"+Inf\"} \(latencyCount)\n"
-            out += "scen_router_request_seconds_sum \(latencySum)\nscen_router_request_seconds_count \(latencyCount)\n"
-            out += "# HELP scen_router_generations_total Completed generations.\n# TYPE scen_router_generations_total counter\nscen_router_generations_total \(generations)\n"
-            out += "# HELP scen_router_expert_hits_total Generations in which an edit's expert was applied.\n# TYPE scen_router_expert_hits_total counter\nscen_router_expert_hits_total \(generationsWithEdit)\n"
-            let rate = generations == 0 ? 0 : Double(generationsWithEdit) / Double(generations)
-            out += "# HELP scen_router_expert_hit_ratio Share of generations in which an expert was applied.\n# TYPE scen_router_expert_hit_ratio gauge\nscen_router_expert_hit_ratio \(rate)\n"
-            out += "# HELP scen_router_generated_tokens_total Tokens generated.\n# TYPE scen_router_generated_tokens_total counter\nscen_router_generated_tokens_total \(generatedTokens)\n"
-            out += "# HELP scen_router_rejected_total Requests refused with 429 because the queue was full.\n# TYPE scen_router_rejected_total counter\nscen_router_rejected_total \(rejections)\n"
-            out += "# HELP scen_router_queued_requests Requests waiting for a worker.\n# TYPE scen_router_queued_requests gauge\nscen_router_queued_requests \(queued)\n"
-            out += "# HELP scen_router_edits_loaded Active edits in the routing table.\n# TYPE scen_router_edits_loaded gauge\nscen_router_edits_loaded \(edits)\n"
-            return out
-        }
+        editsLoaded.set(Double(state.edits?.activeCount ?? 0))
+        queued.set(Double(state.inference?.queued ?? 0))
+        return registry.render()
     }
 
     private struct Middleware<Context: RequestContext>: RouterMiddleware {

@@ -32,6 +32,23 @@ struct PrometheusRegistryTests {
             """)
     }
 
+    @Test func labeledCountersRenderOneSeriesPerLabelSet() {
+        let registry = PrometheusRegistry()
+        let requests = registry.labeledCounter("scen_test_requests_total", help: "Requests.")
+        requests.increment([("path", "/b"), ("status", "200")])
+        requests.increment([("path", "/a"), ("status", "429")], by: 2)
+        requests.increment([("path", "/b"), ("status", "200")])
+        requests.increment([("path", "say \"hi\"\n"), ("status", "400")])
+        #expect(registry.render() == """
+            # HELP scen_test_requests_total Requests.
+            # TYPE scen_test_requests_total counter
+            scen_test_requests_total{path="/a",status="429"} 2
+            scen_test_requests_total{path="/b",status="200"} 2
+            scen_test_requests_total{path="say \\"hi\\"\\n",status="400"} 1
+
+            """)
+    }
+
     @Test func servesMetricsOverHTTP() throws {
         let registry = PrometheusRegistry()
         registry.counter("scen_test_up_total", help: "Up.").increment()

@@ -1,11 +1,13 @@
-// A small Prometheus registry: counters, gauges and histograms without labels, rendered in the
-// text exposition format 0.0.4. Thread-safe (the /metrics listener reads from its own thread).
+// A small Prometheus registry: counters, gauges and histograms (counters may carry labels),
+// rendered in the text exposition format 0.0.4. Thread-safe (the /metrics listener reads from its own thread).
 import Foundation
 
 public final class PrometheusRegistry: @unchecked Sendable {
     private let lock = NSLock()
     private var families: [(name: String, help: String, type: String)] = []
     private var values: [String: Double] = [:]
+    /// Labelled counter series: family name → (rendered label set → value), in first-seen order.
+    private var series: [String: [(labels: String, value: Double)]] = [:]
     private var histograms: [String: HistogramState] = [:]
 
     private struct HistogramState {
@@ -20,6 +22,16 @@ public final class PrometheusRegistry: @unchecked Sendable {
     public func counter(_ name: String, help: String) -> Counter {
         register(name, help, "counter")
         return Counter(registry: self, name: name)
+    }
+
+    /// A counter family whose series are told apart by labels (e.g. path and status).
+    public func labeledCounter(_ name: String, help: String) -> LabeledCounter {
+        register(name, help, "counter")
+        lock.withLock {
+            values[name] = nil
+            if series[name] == nil { series[name] = [] }
+        }
+        return LabeledCounter(registry: self, name: name)
     }
 
     public func gauge(_ name: String, help: String) -> Gauge {
@@ -49,6 +61,21 @@ public final class PrometheusRegistry: @unchecked Sendable {
             registry.lock.withLock { registry.values[name, default: 0] += amount }
         }
         public var value: Double { registry.lock.withLock { registry.values[name] ?? 0 } }
+    }
+
+    public struct LabeledCounter: Sendable {
+        let registry: PrometheusRegistry
+        let name: String
+        /// Adds `amount` to the series with these labels (label order is kept as given).
+        public func increment(_ labels: [(String, String)], by amount: Double = 1) {
+            precondition(amount >= 0, "a counter only goes up")
+            let key = labels.map { "\($0.0)=\"\(PrometheusRegistry.escape($0.1))\"" }.joined(separator: ",")
+            registry.lock.withLock {
+                var list = registry.series[name] ?? []
+                if let i = list.firstIndex(where: { $0.labels == key }) { list[i].value += amount } else { list.append((key, amount)) }
+                registry.series[name] = list
+            }
+        }
     }
 
     public struct Gauge: Sendable {
@@ -84,12 +111,21 @@ public final class PrometheusRegistry: @unchecked Sendable {
                     out += "\(f.name)_bucket{le=\"+Inf\"} \(h.count)\n"
                     out += "\(f.name)_sum \(format(h.sum))\n"
                     out += "\(f.name)_count \(h.count)\n"
+                } else if let list = series[f.name] {
+                    for (labels, value) in list.sorted(by: { $0.labels < $1.labels }) {
+                        out += "\(f.name){\(labels)} \(format(value))\n"
+                    }
                 } else {
                     out += "\(f.name) \(format(values[f.name] ?? 0))\n"
                 }
             }
             return out
         }
+    }
+
+    static func escape(_ labelValue: String) -> String {
+        labelValue.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
     }
 
     private func format(_ v: Double) -> String {
