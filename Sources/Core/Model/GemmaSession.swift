@@ -59,10 +59,6 @@ public final class GemmaSession {
     private let thetaScaleLocal: Float
     private let thetaScaleGlobal: Float
 
-    /// Largest forward call (tokens) whose products use the ggml-order quantised kernels in
-    /// `.llamaCppCompatible` numerics (see `forward`).
-    static let exactKernelMaxRows = 16
-
     /// Query rows per attention tile during prefill (bounds the score buffer to tile × capacity).
     static let attentionTile = 64
 
@@ -201,11 +197,10 @@ public final class GemmaSession {
         let exact = numerics == .llamaCppCompatible
         let types = exact ? model.blocks.map(\.types) : []
         // One-token decode multiplies with the quantised copies (a third of the memory traffic).
-        // In llama.cpp numerics, products of up to `exactKernelMaxRows` rows use the quantised
-        // copies with ggml's own summation order (bit-identical for Q5_0/Q8_0 weights); longer
-        // prefills use sgemm over the same rounded activations (same rounding points, f32
-        // summation order of OpenBLAS; ~10× faster prefill).
-        let quantized = t == 1 || (exact && t <= Self.exactKernelMaxRows) ? model.quantizedBlocks : []
+        // In llama.cpp numerics every product uses them, with ggml's own integer arithmetic and
+        // summation order: the model is chaotic at the bit level (one changed rounding moves
+        // the logits by ~1), so only bit-identical products reproduce llama.cpp's choices.
+        let quantized = t == 1 || exact ? model.quantizedBlocks : []
 
         // Embedding × √D.
         for (r, id) in ids.enumerated() {
@@ -221,6 +216,7 @@ public final class GemmaSession {
         fillRope(p0: p0, rows: t, thetaScale: thetaScaleLocal, cos: s.cosLocal, sin: s.sinLocal)
         fillRope(p0: p0, rows: t, thetaScale: thetaScaleGlobal, cos: s.cosGlobal, sin: s.sinGlobal)
 
+        var finalRows = outputRows, finalPositions = p0 ..< p0 + t
         for (l, b) in model.blocks.enumerated() {
             observer?.observeResidual(ActivationRows(layer: l, positions: p0 ..< p0 + t, width: d, base: s.hidden))
             let global = c.isGlobal(layer: l)
@@ -271,6 +267,20 @@ public final class GemmaSession {
                 }
             }
             attention(layer: l, global: global, rows: t, p0: p0, exact: exact)
+            // llama.cpp runs the rest of its last block only for the rows whose logits it
+            // outputs; its products take other kernels for fewer rows, so llama.cpp numerics
+            // do the same (for a contiguous run of output rows).
+            var t = t, p0 = p0
+            if exact && l == c.blockCount - 1, let lo = outputRows.first, let hi = outputRows.last,
+               outputRows == Array(lo...hi), hi - lo + 1 < t {
+                if lo > 0 {
+                    memmove(s.attn, s.attn + lo * hE, (hi - lo + 1) * hE * MemoryLayout<Float>.size)
+                    memmove(s.hidden, s.hidden + lo * d, (hi - lo + 1) * d * MemoryLayout<Float>.size)
+                }
+                t = hi - lo + 1; p0 += lo
+                finalRows = Array(0..<t)
+                finalPositions = p0 ..< p0 + t
+            }
             if exact {
                 linear(rows: t, input: s.attn, inputWidth: hE, weight: b.attentionOutput,
                        quantized: quantized.isEmpty ? nil : quantized[l].attentionOutput,
@@ -325,11 +335,11 @@ public final class GemmaSession {
             Kernels.add(s.proj, into: s.hidden, count: t * d)
         }
 
-        observer?.observeResidual(ActivationRows(layer: c.blockCount, positions: p0 ..< p0 + t, width: d, base: s.hidden))
+        observer?.observeResidual(ActivationRows(layer: c.blockCount, positions: finalPositions, width: d, base: s.hidden))
 
         // Final norm of the requested rows, then logits against the tied embedding.
         model.outputNorm.withUnsafeBufferPointer { w in
-            for (i, r) in outputRows.enumerated() {
+            for (i, r) in finalRows.enumerated() {
                 Kernels.rmsNorm(s.hidden + r * d, rows: 1, width: d, stride: d, weight: w.baseAddress!, eps: eps,
                                 out: s.normed + i * d, outStride: d)
             }
@@ -508,12 +518,21 @@ extension GemmaSession {
                 let g = h / group
                 let q = s.qkv + r * qkvWidth + h * e
                 let sc = s.scores
-                for j in 0..<n { sc[j] = Kernels.dotTinyBLAS(q, keys + (lo + j) * kE + g * e, count: e) }
+                if t == 1 {
+                    // One token: ggml's own vec_dot_f16 (llamafile's tinyBLAS declines n = 1).
+                    for j in 0..<n { sc[j] = Kernels.dotF16GGML(q, keys + (lo + j) * kE + g * e, from: 0, to: e) }
+                } else {
+                    for j in 0..<n { sc[j] = Kernels.dotTinyBLAS(q, keys + (lo + j) * kE + g * e, count: e) }
+                }
                 Kernels.softmaxGGML(sc, count: n, phase: lo % 8)
                 ActivationRounding.f16.apply(sc, rows: 1, width: n)
                 let out = s.attn + r * hE + h * e
                 for d in 0..<e {
-                    out[d] = Kernels.dotTinyBLAS(valuesT + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 8)
+                    if t == 1 {
+                        out[d] = Kernels.dotF16GGML(valuesT + (g * e + d) * capacity, sc - lo, from: lo, to: lo + n)
+                    } else {
+                        out[d] = Kernels.dotTinyBLAS(valuesT + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 8)
+                    }
                 }
             }
         }

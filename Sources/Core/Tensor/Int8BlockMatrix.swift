@@ -155,12 +155,21 @@ public final class Int8BlockMatrix: @unchecked Sendable {
         let codes = UnsafeMutablePointer<Float>.allocate(capacity: n * cols)
         let dA = UnsafeMutablePointer<Float>.allocate(capacity: n * ns)
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: n * cols / 32)
-        defer { codes.deallocate(); dA.deallocate(); sums.deallocate() }
+        let intCodes = UnsafeMutablePointer<Int32>.allocate(capacity: n * cols)
+        let bsums = UnsafeMutablePointer<Int32>.allocate(capacity: n * cols / 16)
+        defer { codes.deallocate(); dA.deallocate(); sums.deallocate(); intCodes.deallocate(); bsums.deallocate() }
+        // Repacked Q4_K: rows in groups of four go through ggml's 4-row gemm (its own Q8_K
+        // packer and per-pair accumulation), the rest one by one through its gemv.
+        let gemmRows = sourceType == .q4_K && n > 3 ? n - n % 4 : 0
         for j in 0..<n {
             for b in 0..<ns {
                 let src = x + j * cols + b * 256, dst = codes + j * cols + b * 256
                 var amax: Float = 0, maxv: Float = 0
                 for i in 0..<256 { let a = abs(src[i]); if a > amax { amax = a; maxv = src[i] } }
+                if j < gemmRows && amax != 0 {
+                    // The 4-row packer's sign rule: iscale < 0 as soon as some x equals +amax.
+                    maxv = (0..<256).contains { src[$0] == amax } ? amax : -amax
+                }
                 if amax == 0 {
                     dst.update(repeating: 0, count: 256); dA[j * ns + b] = 0
                 } else {
@@ -173,81 +182,158 @@ public final class Int8BlockMatrix: @unchecked Sendable {
                     for i in 0..<32 { t += dst[g * 32 + i] }
                     sums[j * cols / 32 + b * 8 + g] = t
                 }
+                let ic = intCodes + j * cols + b * 256
+                for i in 0..<256 { ic[i] = Int32(dst[i]) }
+                for g in 0..<16 {
+                    var t: Int32 = 0
+                    for i in 0..<16 { t &+= ic[g * 16 + i] }
+                    bsums[j * cols / 16 + b * 16 + g] = t
+                }
             }
         }
         let parts = max(1, min(threads, rows / 64))
         let per = ((rows + parts - 1) / parts + 15) / 16 * 16
         let cs = SendablePointer(codes), ds = SendablePointer(dA), ss = SendablePointer(sums), ys = SendablePointer(y)
+        let ics = SendablePointer(intCodes), bss = SendablePointer(bsums)
         let q4 = sourceType == .q4_K
         let work: @Sendable (Int) -> Void = { p in
             let lo = p * per, hi = min(self.rows, lo + per)
             guard lo < hi else { return }
             if q4 {
-                self.kernelQ4K(rowRange: lo..<hi, codes: cs.pointer, dA: ds.pointer, sums: ss.pointer, n: n, y: ys.pointer)
+                self.kernelQ4K(rowRange: lo..<hi, codes: cs.pointer, dA: ds.pointer, sums: ss.pointer, n: n,
+                               gemmRows: gemmRows, y: ys.pointer)
+            } else if n >= Self.tiledMinRows {
+                self.kernelQ6KTiled(rowRange: lo..<hi, codes: ics.pointer, dA: ds.pointer, n: n, y: ys.pointer)
             } else {
-                self.kernelQ6K(rowRange: lo..<hi, codes: cs.pointer, dA: ds.pointer, n: n, y: ys.pointer)
+                self.kernelQ6K(rowRange: lo..<hi, codes: ics.pointer, bsums: bss.pointer, dA: ds.pointer, n: n, y: ys.pointer)
             }
         }
         if parts == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
     }
 
+    /// Q4_K as ggml's repacked 8×8 kernels. Rows below `gemmRows` (the 4-row gemm): per pair p
+    /// of 32-element sub-blocks the exact integers sc·Σq·q8 and m·Σq8 of both, each accumulated
+    /// by FMA with d·d8 resp. dmin·d8. The other rows (gemv): the same per super-block.
+    /// The min sum is subtracted at the end.
     private func kernelQ4K(rowRange: Range<Int>, codes: UnsafePointer<Float>, dA: UnsafePointer<Float>, sums: UnsafePointer<Float>,
-                           n: Int, y: UnsafeMutablePointer<Float>) {
+                           n: Int, gemmRows: Int, y: UnsafeMutablePointer<Float>) {
         let c = cols, ns = c / 256, nb = blocksPerRow
         let sc = kScales!, mn = kMins!, dd = kD!, dm = kDmin!
         for r in rowRange {
             let qr = UnsafeRawPointer(quants + r * c)
             for j in 0..<n {
                 let xj = codes + j * c
+                let pairwise = j < gemmRows
                 var acc: Float = 0, accMin: Float = 0
                 for b in 0..<ns {
-                    // Σ_g sc_g·Σ q·q8 in two exact Float accumulators (sub-blocks 0–3 and 4–7, each
-                    // below 2^24 in magnitude), then as Int32 like ggml's integer sum.
-                    var lo = SIMD8<Float>(), hi = SIMD8<Float>()
+                    let da = dA[j * ns + b]
+                    let sd = dd[r * ns + b] * da, sm = dm[r * ns + b] * da
+                    let mrow = mn + r * nb + b * 8, srow = sums + j * c / 32 + b * 8
+                    // sc_g·Σ q·q8 per sub-block: exact integers in Float (each below 2^22).
+                    var part = [Float](repeating: 0, count: 8)
                     for g in 0..<8 {
                         let o = b * 256 + g * 32
                         var v = SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o, as: SIMD8<Int8>.self)) * Kernels.load8(xj, o)
                         v.addProduct(SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o + 8, as: SIMD8<Int8>.self)), Kernels.load8(xj, o + 8))
                         v.addProduct(SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o + 16, as: SIMD8<Int8>.self)), Kernels.load8(xj, o + 16))
                         v.addProduct(SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o + 24, as: SIMD8<Int8>.self)), Kernels.load8(xj, o + 24))
-                        let scale = SIMD8<Float>(repeating: sc[r * nb + b * 8 + g])
-                        if g < 4 { lo.addProduct(v, scale) } else { hi.addProduct(v, scale) }
+                        part[g] = v.sum() * sc[r * nb + b * 8 + g]
                     }
-                    let isum = Int32(lo.sum()) &+ Int32(hi.sum())
-                    var mins: Float = 0
-                    let mrow = mn + r * nb + b * 8, srow = sums + j * c / 32 + b * 8
-                    for g in 0..<8 { mins += mrow[g] * srow[g] }  // exact: |Σ| < 2^24
-                    let da = dA[j * ns + b]
-                    acc = acc.addingProduct(Float(isum), dd[r * ns + b] * da)
-                    accMin = accMin.addingProduct(mins, dm[r * ns + b] * da)
+                    if pairwise {
+                        for p in 0..<4 {
+                            let ip = Float(Int32(part[2 * p]) &+ Int32(part[2 * p + 1]))
+                            let mp = mrow[2 * p] * srow[2 * p] + mrow[2 * p + 1] * srow[2 * p + 1]  // exact
+                            acc = acc.addingProduct(ip, sd)
+                            accMin = accMin.addingProduct(mp, sm)
+                        }
+                    } else {
+                        var isum: Int32 = 0
+                        for g in 0..<8 { isum &+= Int32(part[g]) }
+                        var mins: Float = 0
+                        for g in 0..<8 { mins += mrow[g] * srow[g] }  // exact: |Σ| < 2^24
+                        acc = acc.addingProduct(Float(isum), sd)
+                        accMin = accMin.addingProduct(mins, sm)
+                    }
                 }
                 y[j * rows + r] = acc - accMin
             }
         }
     }
 
-    private func kernelQ6K(rowRange: Range<Int>, codes: UnsafePointer<Float>, dA: UnsafePointer<Float>, n: Int, y: UnsafeMutablePointer<Float>) {
+    /// From this many input rows on, ggml multiplies a (not repacked) K-quant weight with its
+    /// "tiled" matrix product instead of one `vec_dot` per output.
+    static let tiledMinRows = 8
+
+    /// ggml's tiled K-quant product for Q6_K: per output, one exact integer sum
+    /// S = Σ sc·(q6 − 32)·q8 per 256-block, then acc = fma(Float(S)·d_w, d_a, acc) over the
+    /// blocks in order (the product Float(S)·d_w rounded on its own).
+    private func kernelQ6KTiled(rowRange: Range<Int>, codes: UnsafePointer<Int32>, dA: UnsafePointer<Float>, n: Int,
+                                y: UnsafeMutablePointer<Float>) {
         let c = cols, ns = c / 256, nb = blocksPerRow
         let sc = kScales!, dd = kD!
         for r in rowRange {
             let qr = UnsafeRawPointer(quants + r * c)
             for j in 0..<n {
-                let xj = codes + j * c
+                let xj = UnsafeRawPointer(codes + j * c)
+                var acc: Float = 0
+                for b in 0..<ns {
+                    var t = SIMD8<Int32>()
+                    for g in 0..<16 {
+                        let o = b * 256 + g * 16
+                        let w0 = SIMD8<Int32>(truncatingIfNeeded: qr.loadUnaligned(fromByteOffset: o, as: SIMD8<Int8>.self))
+                        let w1 = SIMD8<Int32>(truncatingIfNeeded: qr.loadUnaligned(fromByteOffset: o + 8, as: SIMD8<Int8>.self))
+                        let a0 = xj.loadUnaligned(fromByteOffset: 4 * o, as: SIMD8<Int32>.self)
+                        let a1 = xj.loadUnaligned(fromByteOffset: 4 * (o + 8), as: SIMD8<Int32>.self)
+                        t &+= (w0 &* a0 &+ w1 &* a1) &* SIMD8<Int32>(repeating: Int32(sc[r * nb + b * 16 + g]))
+                    }
+                    let v = Float(t.wrappedSum()) * dd[r * ns + b]
+                    acc = acc.addingProduct(v, dA[j * ns + b])
+                }
+                y[j * rows + r] = acc
+            }
+        }
+    }
+
+    /// ggml's AVX2 `vec_dot_q6_K_q8_K`, integer for integer: lane k of a super-block is
+    /// Σ_chunks sc·Σ_{i<4} q6u·q8 over elements 4k…4k+3 of each 32-chunk (q6u = q + 32, the
+    /// unsigned 6-bit code), minus 32·(sc[2k]·bsum[2k] + sc[2k+1]·bsum[2k+1]) (bsum: sums of
+    /// 16 q8 codes) — the offset is taken per 32 elements, not per lane. Each lane goes to Float
+    /// and is accumulated by FMA with d8·d; lanes reduced ((0+4)+(2+6))+((1+5)+(3+7)).
+    private func kernelQ6K(rowRange: Range<Int>, codes: UnsafePointer<Int32>, bsums: UnsafePointer<Int32>,
+                           dA: UnsafePointer<Float>, n: Int, y: UnsafeMutablePointer<Float>) {
+        let c = cols, ns = c / 256, nb = blocksPerRow
+        let sc = kScales!, dd = kD!
+        let bias = SIMD8<Int32>(repeating: 32)
+        for r in rowRange {
+            let qr = UnsafeRawPointer(quants + r * c)
+            for j in 0..<n {
+                let xj = UnsafeRawPointer(codes + j * c)
                 var acc = SIMD8<Float>()
                 for b in 0..<ns {
-                    var t0 = SIMD8<Float>(), t1 = SIMD8<Float>(), t2 = SIMD8<Float>(), t3 = SIMD8<Float>()
+                    var t0 = SIMD8<Int32>(), t1 = SIMD8<Int32>(), t2 = SIMD8<Int32>(), t3 = SIMD8<Int32>()
+                    @inline(__always) func w(_ o: Int) -> SIMD8<Int32> {
+                        SIMD8<Int32>(truncatingIfNeeded: qr.loadUnaligned(fromByteOffset: o, as: SIMD8<Int8>.self)) &+ bias
+                    }
+                    @inline(__always) func a(_ o: Int) -> SIMD8<Int32> { xj.loadUnaligned(fromByteOffset: 4 * o, as: SIMD8<Int32>.self) }
                     for ch in 0..<8 {
                         let o = b * 256 + ch * 32
-                        let s0 = sc[r * nb + b * 16 + 2 * ch], s1 = sc[r * nb + b * 16 + 2 * ch + 1]
-                        t0.addProduct(SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o, as: SIMD8<Int8>.self)) * Kernels.load8(xj, o), SIMD8(repeating: s0))
-                        t1.addProduct(SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o + 8, as: SIMD8<Int8>.self)) * Kernels.load8(xj, o + 8), SIMD8(repeating: s0))
-                        t2.addProduct(SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o + 16, as: SIMD8<Int8>.self)) * Kernels.load8(xj, o + 16), SIMD8(repeating: s1))
-                        t3.addProduct(SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o + 24, as: SIMD8<Int8>.self)) * Kernels.load8(xj, o + 24), SIMD8(repeating: s1))
+                        let s0 = SIMD8<Int32>(repeating: Int32(sc[r * nb + b * 16 + 2 * ch]))
+                        let s1 = SIMD8<Int32>(repeating: Int32(sc[r * nb + b * 16 + 2 * ch + 1]))
+                        t0 &+= (w(o) &* a(o)) &* s0
+                        t1 &+= (w(o + 8) &* a(o + 8)) &* s0
+                        t2 &+= (w(o + 16) &* a(o + 16)) &* s1
+                        t3 &+= (w(o + 24) &* a(o + 24)) &* s1
                     }
-                    // Lane k of ggml's integer sum: elements 4k…4k+3 of every 32-chunk.
-                    let l = SIMD8<Float>(t0.lowHalf.sum(), t0.highHalf.sum(), t1.lowHalf.sum(), t1.highHalf.sum(),
-                                         t2.lowHalf.sum(), t2.highHalf.sum(), t3.lowHalf.sum(), t3.highHalf.sum())
-                    acc.addProduct(SIMD8(repeating: dA[j * ns + b] * dd[r * ns + b]), l)
+                    let bs = bsums + j * (c / 16) + b * 16, srow = sc + r * nb + b * 16
+                    var lanes = SIMD8<Float>()
+                    let parts = [t0, t1, t2, t3]
+                    for k in 0..<8 {
+                        let t = parts[k >> 1], h = (k & 1) * 4
+                        let prod = t[h] &+ t[h + 1] &+ t[h + 2] &+ t[h + 3]
+                        let sub = 32 &* (Int32(srow[2 * k]) &* bs[2 * k] &+ Int32(srow[2 * k + 1]) &* bs[2 * k + 1])
+                        lanes[k] = Float(prod &- sub)
+                    }
+                    acc.addProduct(SIMD8(repeating: dA[j * ns + b] * dd[r * ns + b]), lanes)
                 }
                 let h = acc.highHalf + acc.lowHalf
                 y[j * rows + r] = (h[0] + h[2]) + (h[1] + h[3])

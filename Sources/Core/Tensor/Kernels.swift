@@ -232,6 +232,38 @@ public enum Kernels {
         return (h[0] + h[2]) + (h[1] + h[3])
     }
 
+    /// Σ a[i]·b[i] for i in lo..<hi in the order of ggml's AVX-512 `vec_dot_f16` over a
+    /// zero-padded row starting at index 0 (the attention of a one-token evaluation: q·k over
+    /// the head dimension, probabilities·V over KV cells): index i goes to lane i mod 16 of
+    /// accumulator (i / 16) mod 4; then acc0+acc2, acc1+acc3, their sum, and the 16 lanes
+    /// reduced (i + (i+8)), then (+4), then ((0+2)+(1+3)). Indices outside lo..<hi count 0,
+    /// which leaves every accumulator unchanged. F16 operands: each product is exact in Float.
+    public static func dotF16GGML(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, from lo: Int, to hi: Int) -> Float {
+        var acc = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        var g = lo & ~15
+        while g < hi {
+            var prod: SIMD16<Float>
+            if g >= lo && g + 16 <= hi {
+                prod = UnsafeRawPointer(a + g).loadUnaligned(as: SIMD16<Float>.self)
+                    * UnsafeRawPointer(b + g).loadUnaligned(as: SIMD16<Float>.self)
+            } else {
+                prod = SIMD16<Float>()
+                for l in 0..<16 where g + l >= lo && g + l < hi { prod[l] = a[g + l] * b[g + l] }
+            }
+            switch (g >> 4) & 3 {
+            case 0: acc.0 += prod
+            case 1: acc.1 += prod
+            case 2: acc.2 += prod
+            default: acc.3 += prod
+            }
+            g += 16
+        }
+        let x = (acc.0 + acc.2) + (acc.1 + acc.3)
+        let t1 = x.lowHalf + x.highHalf
+        let t3 = t1.lowHalf + t1.highHalf
+        return (t3[0] + t3[2]) + (t3[1] + t3[3])
+    }
+
     /// In-place softmax of x[0..<n].
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
         guard n > 0 else { return }
