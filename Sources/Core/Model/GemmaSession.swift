@@ -460,7 +460,7 @@ public final class GemmaSession {
                 BLAS.gemmNT(m: group, n: n, k: e, alpha: scale, a: s.qkv + g * group * e, lda: e,
                             b: keys + lo * kE + g * e, ldb: kE, c: s.scores, ldc: n)
                 for r in 0..<group {
-                    if exact { Kernels.softmaxGGML(s.scores + r * n, count: n, phase: lo % 8) } else { Kernels.softmax(s.scores + r * n, count: n) }
+                    if exact { Kernels.softmaxGGML(s.scores + r * n, count: n, phase: lo % 16) } else { Kernels.softmax(s.scores + r * n, count: n) }
                 }
                 if exact { ActivationRounding.f16.apply(s.scores, rows: 1, width: group * n) }
                 BLAS.gemmNN(m: group, n: e, k: n, a: s.scores, lda: n,
@@ -485,7 +485,7 @@ public final class GemmaSession {
                     let row = s.scores + r * n
                     if first > 0 { row.update(repeating: 0, count: first) }
                     if exact {
-                        Kernels.softmaxGGML(row + first, count: last - first + 1, phase: (kLo + first) % 8)
+                        Kernels.softmaxGGML(row + first, count: last - first + 1, phase: (kLo + first) % 16)
                     } else {
                         Kernels.softmax(row + first, count: last - first + 1)
                     }
@@ -524,14 +524,14 @@ extension GemmaSession {
                 } else {
                     for j in 0..<n { sc[j] = Kernels.dotTinyBLAS(q, keys + (lo + j) * kE + g * e, count: e) }
                 }
-                Kernels.softmaxGGML(sc, count: n, phase: lo % 8)
+                Kernels.softmaxGGML(sc, count: n, phase: lo % 16)
                 ActivationRounding.f16.apply(sc, rows: 1, width: n)
                 let out = s.attn + r * hE + h * e
                 for d in 0..<e {
                     if t == 1 {
                         out[d] = Kernels.dotF16GGML(valuesT + (g * e + d) * capacity, sc - lo, from: lo, to: lo + n)
                     } else {
-                        out[d] = Kernels.dotTinyBLAS(valuesT + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 8)
+                        out[d] = Kernels.dotTinyBLAS(valuesT + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 16)
                     }
                 }
             }

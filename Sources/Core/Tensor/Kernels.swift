@@ -179,57 +179,59 @@ public enum Kernels {
         unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & SIMD8<UInt32>(repeating: 0x7FFF_FFFF), to: SIMD8<Float>.self)
     }
 
-    /// Softmax of x[0..<n] as ggml's CPU soft_max computes it: exponentials by `expGGML8` in
-    /// groups of eight aligned to KV cache cells (x[0] is cell `phase` of its group of 8; the
-    /// other lanes of a group are masked cells contributing 0), each group's sum reduced
-    /// ((0+4)+(2+6))+((1+5)+(3+7)) in Float32 and accumulated in Double, then scaled by the
-    /// Float32 of 1/sum.
+    /// The sum of 16 lanes in the order of `_mm512_reduce_add_ps`: lanes i + (i+8), then
+    /// + (i+4), then (0+2) + (1+3).
+    @inline(__always)
+    public static func reduce16(_ v: SIMD16<Float>) -> Float {
+        let t1 = v.lowHalf + v.highHalf
+        let t3 = t1.lowHalf + t1.highHalf
+        return (t3[0] + t3[2]) + (t3[1] + t3[3])
+    }
+
+    /// Softmax of x[0..<n] as ggml's CPU soft_max computes it (AVX-512 build): exponentials by
+    /// `expGGML8` in groups of 16 aligned to KV cache cells (x[0] is cell `phase` of its group;
+    /// the other lanes of a group are masked cells contributing 0), each group's sum reduced
+    /// as `reduce16` in Float32 and accumulated in Double, then scaled by the Float32 of 1/sum.
     public static func softmaxGGML(_ x: UnsafeMutablePointer<Float>, count n: Int, phase: Int = 0) {
         guard n > 0 else { return }
         var m = -Float.infinity
         for i in 0..<n where x[i] > m { m = x[i] }
         var sum = 0.0
-        var g = -phase
+        var g = -(phase & 15)
         let mv = SIMD8<Float>(repeating: m)
         while g < n {
-            var v: SIMD8<Float>
-            let full = g >= 0 && g + 8 <= n
-            if full {
-                v = expGGML8(load8(x, g) - mv)
-            } else {
-                var lanes = SIMD8<Float>(repeating: -Float.infinity)
-                for l in 0..<8 where g + l >= 0 && g + l < n { lanes[l] = x[g + l] }
-                v = expGGML8(lanes - mv)
-                for l in 0..<8 where !(g + l >= 0 && g + l < n) { v[l] = 0 }
+            var lanes = SIMD16<Float>(repeating: -Float.infinity)
+            for l in 0..<16 where g + l >= 0 && g + l < n { lanes[l] = x[g + l] }
+            var v = SIMD16<Float>(lowHalf: expGGML8(lanes.lowHalf - mv), highHalf: expGGML8(lanes.highHalf - mv))
+            for l in 0..<16 {
+                if g + l >= 0 && g + l < n { x[g + l] = v[l] } else { v[l] = 0 }
             }
-            if full { store8(v, x, g) } else { for l in 0..<8 where g + l >= 0 && g + l < n { x[g + l] = v[l] } }
-            let a = v.highHalf + v.lowHalf
-            let b = SIMD2<Float>(a[0], a[1]) + SIMD2<Float>(a[2], a[3])
-            sum += Double(b[0] + b[1])
-            g += 8
+            sum += Double(reduce16(v))
+            g += 16
         }
         scale(x, count: n, by: Float(1 / sum))
     }
 
-    /// Σ a[i]·b[i] over n values in llamafile tinyBLAS's AVX2 order (ggml's F16×F16 products
-    /// of the attention): one 8-lane FMA accumulator over groups of 8 aligned so that a[0] is
-    /// lane `phase` (lanes outside 0..<n count 0), reduced ((0+4)+(2+6))+((1+5)+(3+7)).
+    /// Σ a[i]·b[i] over n values in llamafile tinyBLAS's AVX-512 order (ggml's F16×F16
+    /// products of the attention, more than one query row): one 16-lane FMA accumulator over
+    /// groups of 16 aligned so that a[0] is lane `phase` (lanes outside 0..<n count 0), reduced
+    /// as `reduce16`.
     @inline(__always)
     public static func dotTinyBLAS(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int, phase: Int = 0) -> Float {
-        var acc = SIMD8<Float>()
-        var g = -phase
+        var acc = SIMD16<Float>()
+        var g = -(phase & 15)
         while g < n {
-            if g >= 0 && g + 8 <= n {
-                acc.addProduct(load8(a, g), load8(b, g))
+            if g >= 0 && g + 16 <= n {
+                acc.addProduct(UnsafeRawPointer(a + g).loadUnaligned(as: SIMD16<Float>.self),
+                               UnsafeRawPointer(b + g).loadUnaligned(as: SIMD16<Float>.self))
             } else {
-                var va = SIMD8<Float>(), vb = SIMD8<Float>()
-                for l in 0..<8 where g + l >= 0 && g + l < n { va[l] = a[g + l]; vb[l] = b[g + l] }
+                var va = SIMD16<Float>(), vb = SIMD16<Float>()
+                for l in 0..<16 where g + l >= 0 && g + l < n { va[l] = a[g + l]; vb[l] = b[g + l] }
                 acc.addProduct(va, vb)
             }
-            g += 8
+            g += 16
         }
-        let h = acc.highHalf + acc.lowHalf
-        return (h[0] + h[2]) + (h[1] + h[3])
+        return reduce16(acc)
     }
 
     /// Σ a[i]·b[i] for i in lo..<hi in the order of ggml's AVX-512 `vec_dot_f16` over a
@@ -258,10 +260,7 @@ public enum Kernels {
             }
             g += 16
         }
-        let x = (acc.0 + acc.2) + (acc.1 + acc.3)
-        let t1 = x.lowHalf + x.highHalf
-        let t3 = t1.lowHalf + t1.highHalf
-        return (t3[0] + t3[2]) + (t3[1] + t3[3])
+        return reduce16((acc.0 + acc.2) + (acc.1 + acc.3))
     }
 
     /// In-place softmax of x[0..<n].
