@@ -147,30 +147,38 @@ public enum Kernels {
         return Float(Float16(0.5 * x * (1 + t)))
     }
 
-    /// exp(x) for eight lanes exactly as ggml's AVX2 `ggml_v_expf` computes it (a degree-5
-    /// polynomial after range reduction by ln 2, with the same constants and FMA steps, so that
-    /// softmax probabilities round to the same Float16 values as llama.cpp's).
+    /// exp(x) for eight lanes exactly as ggml's AVX-512 `ggml_v_expf` computes it (the build
+    /// llama.cpp's fixtures come from): range reduction by ln 2 (n = round(x·log2 e),
+    /// b = x − n·ln2 in two FMA steps), e^b ≈ ((c5·b + c4)·b² + (c3·b + c2))·b² + (c1·b + 1) in
+    /// FMA steps, then scaled by 2ⁿ (`vscalefps`, one rounding); |n| > 192 gives 0 or +inf.
     @inline(__always)
     public static func expGGML8(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let r = SIMD8<Float>(repeating: 0x1.8p23)
         let z = r.addingProduct(x, SIMD8<Float>(repeating: 0x1.715476p+0))
         let n = z - r
         let b = x.addingProduct(-n, SIMD8<Float>(repeating: 0x1.62e4p-1)).addingProduct(-n, SIMD8<Float>(repeating: 0x1.7f7d1cp-20))
-        let e = unsafeBitCast(z, to: SIMD8<UInt32>.self) &<< 23
-        let k = unsafeBitCast(e &+ SIMD8<UInt32>(repeating: 0x3F80_0000), to: SIMD8<Float>.self)
         let u = b * b
-        let p1 = SIMD8<Float>(repeating: 0x1.573e2ep-5).addingProduct(SIMD8<Float>(repeating: 0x1.0e4020p-7), b)
-        let p2 = SIMD8<Float>(repeating: 0x1.fffdb6p-2).addingProduct(SIMD8<Float>(repeating: 0x1.555e66p-3), b)
-        let j = (SIMD8<Float>(repeating: 0x1.ffffecp-1) * b).addingProduct(p2.addingProduct(p1, u), u)
+        let p0 = SIMD8<Float>(repeating: 1).addingProduct(b, SIMD8<Float>(repeating: 0x1.ffffecp-1))
+        let p2 = SIMD8<Float>(repeating: 0x1.fffdb6p-2).addingProduct(b, SIMD8<Float>(repeating: 0x1.555e66p-3))
+        let p4 = SIMD8<Float>(repeating: 0x1.573e2ep-5).addingProduct(b, SIMD8<Float>(repeating: 0x1.0e4020p-7))
+        let j = p0.addingProduct(p2.addingProduct(p4, u), u)
         let an = abs8f(n)
-        let c = an .> 126
-        if !any(c) { return k.addingProduct(j, k) }
-        let g = SIMD8<UInt32>(repeating: 0).replacing(with: 0x8200_0000, where: n .<= 0)
-        let s1 = unsafeBitCast(g &+ SIMD8<UInt32>(repeating: 0x7F00_0000), to: SIMD8<Float>.self)
-        let s2 = unsafeBitCast(e &- g, to: SIMD8<Float>.self)
-        var out = k.addingProduct(j, k)
-        out.replace(with: s2.addingProduct(s2, j) * s1, where: c)
-        out.replace(with: s1 * s1, where: an .> 192)
+        if !any((n .< -126) .| (n .> 127) .| (n .!= n)) {
+            // 2ⁿ is a normal Float: n sits in the low mantissa bits of z (z = 1.5·2²³ + n).
+            let e = unsafeBitCast((unsafeBitCast(z, to: SIMD8<UInt32>.self) &<< 23) &+ SIMD8<UInt32>(repeating: 0x3F80_0000),
+                                  to: SIMD8<Float>.self)
+            return j * e
+        }
+        var out = SIMD8<Float>()
+        for l in 0..<8 {
+            if an[l] > 192 {
+                out[l] = n[l] <= 0 ? 0 : .infinity
+            } else if n[l].isNaN {
+                out[l] = .nan
+            } else {
+                out[l] = Float(sign: .plus, exponent: Int(n[l]), significand: j[l])
+            }
+        }
         return out
     }
 
