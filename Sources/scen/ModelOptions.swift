@@ -11,6 +11,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Threads for the forward pass.")
     var threads: Int = 2
 
+    @Option(help: "Arithmetic: float32 (Float32 on the exactly decoded weights) or llamaCppCompatible (llama.cpp's CPU kernels, bit for bit).")
+    var numerics: GemmaNumerics = .float32
+
     var path: String { SettingsResolver.modelPath(flag: model) }
 
     func openFile() throws -> GGUFFile {
@@ -27,7 +30,7 @@ struct ModelOptions: ParsableArguments {
         let file = try openFile()
         let tokenizer = try GemmaTokenizer(gguf: file)
         let progress = quiet ? nil : ProgressLine(label: "loading \(URL(fileURLWithPath: path).lastPathComponent)")
-        let model = try GemmaModel(file: file, threads: threads) { _, fraction in progress?.update(fraction) }
+        let model = try GemmaModel(file: file, threads: threads, numerics: numerics) { _, fraction in progress?.update(fraction) }
         progress?.finish()
         return (model, tokenizer)
     }
@@ -54,3 +57,5 @@ final class ProgressLine {
         FileHandle.standardError.write(Data("\(isTerminal ? "\r" : "")\(label): done in \(seconds) s\n".utf8))
     }
 }
+
+extension GemmaNumerics: ExpressibleByArgument {}

@@ -13,21 +13,26 @@
 // and multiplied with OpenBLAS; the token embedding [V, D] (also the tied output matrix) is
 // kept in Float16 (≈335 MB) and multiplied with the F16 kernels of `HalfMatrix`.
 //
-// Numerics (`GemmaNumerics`): `.llamaCppCompatible` (opt-in, per model or per session) follows
-// llama.cpp's CPU arithmetic: activations rounded to each weight's ggml `vec_dot_type` (Q8_0 /
-// Q8_K / F16, see Tensor/ActivationRounding.swift) before every product, F16 KV cache, F16
-// query and attention probabilities, ggml's F16 GELU table, exact Q8_0 token embedding rows and
-// Q8_0 logits. For that the model also keeps the file's quantised blocks in `Int8BlockMatrix`
-// form (token_embd ≈ 180 MB, the block matrices ≈ 125 MB), which the one-token decode uses
-// in both numerics instead of the Float32 copies (≈3× less memory traffic per token), and
-// which hold token_embd exactly (the F16 `embedding` is kept for the SCEN backward pass).
-// `.float32` (the default) is Float32 arithmetic on the exactly dequantised weights.
-// Measured on the 27 fixture prompts (Tests/ModelTests/GemmaForwardTests.swift): llama.cpp
-// numerics bring the logits closer (mean |Δ| over llama.cpp's top-10 0.16 vs 0.22, max 0.61
-// vs 0.72, short prompts bit-identical) but not the greedy continuations (17/27 vs 19/27): those
-// part at near-ties (margins ≤ 0.18), where any arithmetic not bit-identical to the llama.cpp
-// build (its Q4_K/Q6_K kernels here) flips either way; and its ggml-order kernels make decode
-// ≈2× slower. Hence `.float32` stays the default until the K-quant kernels are bit-exact.
+// Numerics (`GemmaNumerics`): `.llamaCppCompatible` (opt-in, per model or per session)
+// reproduces the CPU arithmetic of the llama.cpp build that wrote Tests/Fixtures bit for bit:
+// activations rounded to each weight's ggml `vec_dot_type` (Q8_0 / Q8_K / F16, see
+// Tensor/ActivationRounding.swift), then ggml's integer dot products and float summation
+// orders, which depend on the row count as in llama.cpp (Int8BlockMatrix: Q5_0/Q8_0 lanes,
+// repacked Q4_K gemm for groups of 4 rows and gemv for the rest, Q6_K vec_dot below 8 rows and
+// the tiled product from 8), F16 KV cache, tinyBLAS / vec_dot_f16 attention, AVX-512 exp in
+// the softmax, the F16 GELU table, Q8_0 token embedding rows and logits, and the last block
+// run for the output rows only. On the 27 fixture prompts its logits equal llama.cpp's
+// (max |Δ| 5.7e-6, the fixtures' 7 significant digits) and so do all 27 greedy 16-token
+// continuations. It is slower (integer-exact kernels in Swift: prefill ≈ 0.12×, decode ≈ 0.6×
+// of llama.cpp; bench/generate.sh --numerics llamaCppCompatible).
+// `.float32` (the default) is Float32 arithmetic on the exactly decoded weights, with OpenBLAS
+// sgemm for prefill and the int8 block kernels for one-token decode: prefill ≈ 0.9×, decode
+// ≈ 0.9× of llama.cpp. Its logits are within 0.72 of llama.cpp's and 19/27 continuations are
+// equal: the model is chaotic at the bit level, and llama.cpp's own logits move by up to 1.6
+// when only its summation order changes (tools/llama_self_agreement.py).
+// The model keeps the file's quantised blocks in `Int8BlockMatrix` form (token_embd ≈ 180 MB,
+// the block matrices ≈ 125 MB) for both numerics, besides the Float32 copies used by sgemm and
+// the F16 `embedding` used by the SCEN backward pass.
 
 import Foundation
 

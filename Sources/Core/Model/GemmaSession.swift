@@ -17,9 +17,12 @@
 // Logits are computed only for the rows asked for (the last one by default).
 //
 // With `numerics == .llamaCppCompatible` (see GemmaModel.swift) every product's activation
-// operand is rounded as ggml's CPU backend rounds it, K and V are stored as F16 values, q·kᵀ
-// uses F16 q, softmax·V uses F16 probabilities, and gelu(gate) is ggml's F16 table lookup;
-// one-token decode multiplies with the quantised `Int8BlockMatrix` copies of the weights.
+// operand is rounded as ggml's CPU backend rounds it and multiplied with the quantised
+// `Int8BlockMatrix` copies in ggml's own order, K and V are stored as F16 values, q·kᵀ uses F16
+// q, softmax·V uses F16 probabilities (tinyBLAS order for several query rows, vec_dot_f16 for
+// one), gelu(gate) is ggml's F16 table lookup, and the last block past attention runs for the
+// output rows only, as llama.cpp's graph does. One-token decode uses the quantised copies in
+// both numerics.
 
 import Foundation
 
