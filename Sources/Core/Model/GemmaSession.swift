@@ -512,33 +512,42 @@ extension GemmaSession {
         let c = config, s = scratch
         let e = c.headDim, hE = c.headCount * e, kE = c.kvHeadCount * e, qkvWidth = c.qkvRows
         let group = c.headCount / c.kvHeadCount
-        let keys = keyCacheBase(l), valuesT = valueCacheTBase(l)
-        for r in 0..<t {
-            let p = p0 + r
-            let lo = c.isGlobal(layer: l) || global ? 0 : max(0, p - c.slidingWindow + 1)
-            let n = p - lo + 1
-            for h in 0..<c.headCount {
+        let keys = SendablePointer(keyCacheBase(l)), valuesT = SendablePointer(valueCacheTBase(l))
+        let qkv = SendablePointer(s.qkv), attn = SendablePointer(s.attn), scores = SendablePointer(s.scores)
+        let capacity = capacity, heads = c.headCount, window = c.slidingWindow
+        let local = !(c.isGlobal(layer: l) || global)
+        // (row, head) pairs are independent; each worker uses its own row of the score buffer.
+        let parts = min(model.threads, GemmaSession.attentionTile, t * heads)
+        let work: @Sendable (Int) -> Void = { part in
+            let sc = scores.pointer + part * capacity
+            var job = part
+            while job < t * heads {
+                let r = job / heads, h = job % heads
+                job += parts
+                let p = p0 + r
+                let lo = local ? max(0, p - window + 1) : 0
+                let n = p - lo + 1
                 let g = h / group
-                let q = s.qkv + r * qkvWidth + h * e
-                let sc = s.scores
+                let q = qkv.pointer + r * qkvWidth + h * e
                 if t == 1 {
                     // One token: ggml's own vec_dot_f16 (llamafile's tinyBLAS declines n = 1).
-                    for j in 0..<n { sc[j] = Kernels.dotF16GGML(q, keys + (lo + j) * kE + g * e, from: 0, to: e) }
+                    for j in 0..<n { sc[j] = Kernels.dotF16GGML(q, keys.pointer + (lo + j) * kE + g * e, from: 0, to: e) }
                 } else {
-                    for j in 0..<n { sc[j] = Kernels.dotTinyBLAS(q, keys + (lo + j) * kE + g * e, count: e) }
+                    for j in 0..<n { sc[j] = Kernels.dotTinyBLAS(q, keys.pointer + (lo + j) * kE + g * e, count: e) }
                 }
                 Kernels.softmaxGGML(sc, count: n, phase: lo % 16)
                 ActivationRounding.f16.apply(sc, rows: 1, width: n)
-                let out = s.attn + r * hE + h * e
+                let out = attn.pointer + r * hE + h * e
                 for d in 0..<e {
                     if t == 1 {
-                        out[d] = Kernels.dotF16GGML(valuesT + (g * e + d) * capacity, sc - lo, from: lo, to: lo + n)
+                        out[d] = Kernels.dotF16GGML(valuesT.pointer + (g * e + d) * capacity, sc - lo, from: lo, to: lo + n)
                     } else {
-                        out[d] = Kernels.dotTinyBLAS(valuesT + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 16)
+                        out[d] = Kernels.dotTinyBLAS(valuesT.pointer + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 16)
                     }
                 }
             }
         }
+        if parts <= 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: work) }
     }
 }
 

@@ -230,7 +230,7 @@ public final class Int8BlockMatrix: @unchecked Sendable {
                     let sd = dd[r * ns + b] * da, sm = dm[r * ns + b] * da
                     let mrow = mn + r * nb + b * 8, srow = sums + j * c / 32 + b * 8
                     // sc_g·Σ q·q8 per sub-block: exact integers in Float (each below 2^22).
-                    var part = [Float](repeating: 0, count: 8)
+                    var part = SIMD8<Float>()
                     for g in 0..<8 {
                         let o = b * 256 + g * 32
                         var v = SIMD8<Float>(qr.loadUnaligned(fromByteOffset: o, as: SIMD8<Int8>.self)) * Kernels.load8(xj, o)
