@@ -40,6 +40,7 @@ let package = Package(
                 "Core", "CLibPQ", "CRdKafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
 
@@ -91,7 +92,8 @@ let package = Package(
                            .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         // Hermetic: event validation, expert codec, in-memory repositories, pipeline steps.
-        .testTarget(name: "StorageTests", dependencies: ["Core", "Storage", "EditStoreScenarios"]),
+        .testTarget(name: "StorageTests", dependencies: ["Core", "Storage", "EditStoreScenarios",
+                                                        .product(name: "Metrics", package: "swift-metrics")]),
         // Test support: the semantics every edit store must have (in-memory and PostgreSQL).
         .target(name: "EditStoreScenarios", dependencies: ["Core", "Storage"], path: "Tests/EditStoreScenarios"),
         // The router driven in-process (real model; the stack for the edit endpoints).

@@ -5,6 +5,7 @@ import ArgumentParser
 import Core
 import Foundation
 import Logging
+import Metrics
 import Storage
 
 @main
@@ -25,15 +26,22 @@ struct IngestCommand: ParsableCommand {
         let logger = Logger(label: "scen-ingest")
         let settings = service.resolved()
 
-        let registry = PrometheusRegistry()
-        let consumed = registry.counter("scen_ingest_events_consumed_total", help: "Correction events read from Kafka.")
-        let queued = registry.counter("scen_ingest_edits_queued_total", help: "Valid events stored as queued edits.")
-        let duplicates = registry.counter("scen_ingest_duplicates_total", help: "Events whose id was seen before.")
-        let deadLettered = registry.counter("scen_ingest_events_dead_lettered_total", help: "Events rejected to the dead-letter topic.")
-        let handleSeconds = registry.histogram("scen_ingest_handle_seconds", help: "Time to validate, store and forward one event.",
-                                               buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
-        let lag = registry.gauge("scen_ingest_consumer_lag", help: "Events on scen.corrections not yet committed by the group.")
-        let server = try MetricsServer(registry: registry, host: settings.metricsHost, port: settings.metricsPort)
+        let metrics = PrometheusMetricsFactory()
+        MetricsSystem.bootstrap(metrics)
+        metrics.describe("scen_ingest_events_consumed_total", help: "Correction events read from Kafka.")
+        metrics.describe("scen_ingest_edits_queued_total", help: "Valid events stored as queued edits.")
+        metrics.describe("scen_ingest_duplicates_total", help: "Events whose id was seen before.")
+        metrics.describe("scen_ingest_events_dead_lettered_total", help: "Events rejected to the dead-letter topic.")
+        metrics.describe("scen_ingest_handle_seconds", help: "Time to validate, store and forward one event.",
+                         buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
+        metrics.describe("scen_ingest_consumer_lag", help: "Events on scen.corrections not yet committed by the group.")
+        let consumed = Counter(label: "scen_ingest_events_consumed_total", factory: metrics)
+        let queued = Counter(label: "scen_ingest_edits_queued_total", factory: metrics)
+        let duplicates = Counter(label: "scen_ingest_duplicates_total", factory: metrics)
+        let deadLettered = Counter(label: "scen_ingest_events_dead_lettered_total", factory: metrics)
+        let handleSeconds = Metrics.Timer(label: "scen_ingest_handle_seconds", factory: metrics)
+        let lag = Gauge(label: "scen_ingest_consumer_lag", factory: metrics)
+        let server = try MetricsServer(registry: metrics.registry, host: settings.metricsHost, port: settings.metricsPort)
         logger.info("metrics listening", metadata: ["url": "http://\(settings.metricsHost):\(server.port)/metrics"])
 
         let modelPath = SettingsResolver.modelPath(flag: model)
@@ -66,7 +74,7 @@ struct IngestCommand: ParsableCommand {
             case .duplicate: duplicates.increment()
             case .deadLettered: deadLettered.increment()
             }
-            handleSeconds.observe(Date().timeIntervalSince(start))
+            handleSeconds.recordSeconds(Date().timeIntervalSince(start))
         }, recover: { _ in
             guard !store.db.isConnected else { return }
             do {
@@ -77,7 +85,10 @@ struct IngestCommand: ParsableCommand {
                 logger.error("PostgreSQL still unreachable", metadata: ["error": "\(error)"])
             }
         })
-        logger.info("stopped", metadata: ["consumed": "\(Int(consumed.value))", "queued": "\(Int(queued.value))",
-                                          "dead_lettered": "\(Int(deadLettered.value))", "duplicates": "\(Int(duplicates.value))"])
+        func count(_ label: String) -> String { "\(Int(metrics.value(label)))" }
+        logger.info("stopped", metadata: ["consumed": "\(count("scen_ingest_events_consumed_total"))",
+                                          "queued": "\(count("scen_ingest_edits_queued_total"))",
+                                          "dead_lettered": "\(count("scen_ingest_events_dead_lettered_total"))",
+                                          "duplicates": "\(count("scen_ingest_duplicates_total"))"])
     }
 }

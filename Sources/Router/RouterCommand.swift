@@ -4,6 +4,7 @@ import Core
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import Storage
 
 @main
@@ -54,6 +55,7 @@ struct RouterCommand: AsyncParsableCommand {
         let state = RouterState(modelName: URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent,
                                 defaultMaxTokens: 32)
         let metrics = RouterMetrics()
+        MetricsSystem.bootstrap(metrics.factory)
         let database = Database(url: postgresURL)
         let app = Application(
             router: buildRouter(state: state, metrics: metrics, database: database,

@@ -1,55 +1,66 @@
-// The router's Prometheus metrics, kept in Storage's PrometheusRegistry like the pipeline
-// services': requests by path and status, latency histogram, tokens, expert hit rate,
-// rejections, queued requests and edits loaded.
+// The router's Prometheus metrics, recorded through swift-metrics into Storage's
+// PrometheusMetricsFactory like the pipeline services': requests by path and status, latency
+// histogram, tokens, expert hit rate, rejections, queued requests and edits loaded. Each
+// router owns its factory (tests run several routers in one process).
 import Foundation
 import Hummingbird
+import Metrics
 import Storage
 
 public final class RouterMetrics: Sendable {
-    private let registry = PrometheusRegistry()
-    private let requests: PrometheusRegistry.LabeledCounter
-    private let latency: PrometheusRegistry.Histogram
-    private let generations: PrometheusRegistry.Counter
-    private let expertHits: PrometheusRegistry.Counter
-    private let hitRatio: PrometheusRegistry.Gauge
-    private let tokens: PrometheusRegistry.Counter
-    private let rejections: PrometheusRegistry.Counter
-    private let queued: PrometheusRegistry.Gauge
-    private let editsLoaded: PrometheusRegistry.Gauge
+    /// The backend; its registry is what `/metrics` renders.
+    public let factory = PrometheusMetricsFactory()
+    private let latency: Metrics.Timer
+    private let generations: Counter
+    private let expertHits: Counter
+    private let hitRatio: Gauge
+    private let tokens: Counter
+    private let rejections: Counter
+    private let queued: Gauge
+    private let editsLoaded: Gauge
 
     public init() {
-        requests = registry.labeledCounter("scen_router_requests_total", help: "HTTP requests by path and status.")
-        latency = registry.histogram("scen_router_request_seconds", help: "HTTP request latency.",
-                                     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
-        generations = registry.counter("scen_router_generations_total", help: "Completed generations.")
-        expertHits = registry.counter("scen_router_expert_hits_total", help: "Generations in which an edit's expert was applied.")
-        hitRatio = registry.gauge("scen_router_expert_hit_ratio", help: "Share of generations in which an expert was applied.")
-        tokens = registry.counter("scen_router_generated_tokens_total", help: "Tokens generated.")
-        rejections = registry.counter("scen_router_rejected_total", help: "Requests refused with 429 because the queue was full.")
-        queued = registry.gauge("scen_router_queued_requests", help: "Requests waiting for a worker.")
-        editsLoaded = registry.gauge("scen_router_edits_loaded", help: "Active edits in the routing table.")
+        let f = factory
+        f.describe("scen_router_requests_total", help: "HTTP requests by path and status.")
+        f.describe("scen_router_request_seconds", help: "HTTP request latency.", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        f.describe("scen_router_generations_total", help: "Completed generations.")
+        f.describe("scen_router_expert_hits_total", help: "Generations in which an edit's expert was applied.")
+        f.describe("scen_router_expert_hit_ratio", help: "Share of generations in which an expert was applied.")
+        f.describe("scen_router_generated_tokens_total", help: "Tokens generated.")
+        f.describe("scen_router_rejected_total", help: "Requests refused with 429 because the queue was full.")
+        f.describe("scen_router_queued_requests", help: "Requests waiting for a worker.")
+        f.describe("scen_router_edits_loaded", help: "Active edits in the routing table.")
+        latency = Metrics.Timer(label: "scen_router_request_seconds", factory: f)
+        generations = Counter(label: "scen_router_generations_total", factory: f)
+        expertHits = Counter(label: "scen_router_expert_hits_total", factory: f)
+        hitRatio = Gauge(label: "scen_router_expert_hit_ratio", factory: f)
+        tokens = Counter(label: "scen_router_generated_tokens_total", factory: f)
+        rejections = Counter(label: "scen_router_rejected_total", factory: f)
+        queued = Gauge(label: "scen_router_queued_requests", factory: f)
+        editsLoaded = Gauge(label: "scen_router_edits_loaded", factory: f)
     }
 
     func middleware<Context: RequestContext>() -> some RouterMiddleware<Context> { Middleware(metrics: self) }
 
     func recordRequest(path: String, status: Int, seconds: Double) {
-        requests.increment([("path", path), ("status", String(status))])
-        latency.observe(seconds)
+        Counter(label: "scen_router_requests_total", dimensions: [("path", path), ("status", String(status))], factory: factory)
+            .increment()
+        latency.recordSeconds(seconds)
     }
 
     func recordGeneration(_ result: GenerationResult) {
         generations.increment()
-        tokens.increment(by: Double(result.ids.count))
+        tokens.increment(by: result.ids.count)
         if result.edit != nil { expertHits.increment() }
-        hitRatio.set(expertHits.value / generations.value)
+        hitRatio.record(factory.value("scen_router_expert_hits_total") / factory.value("scen_router_generations_total"))
     }
 
     func recordRejection() { rejections.increment() }
 
     func render(state: RouterState) -> String {
-        editsLoaded.set(Double(state.edits?.activeCount ?? 0))
-        queued.set(Double(state.inference?.queued ?? 0))
-        return registry.render()
+        editsLoaded.record(state.edits?.activeCount ?? 0)
+        queued.record(state.inference?.queued ?? 0)
+        return factory.registry.render()
     }
 
     private struct Middleware<Context: RequestContext>: RouterMiddleware {

@@ -5,6 +5,7 @@ import ArgumentParser
 import Core
 import Foundation
 import Logging
+import Metrics
 import Storage
 
 @main
@@ -39,15 +40,22 @@ struct TrainerCommand: ParsableCommand {
         let logger = Logger(label: "scen-trainer")
         let settings = service.resolved()
 
-        let registry = PrometheusRegistry()
-        let consumed = registry.counter("scen_trainer_jobs_consumed_total", help: "Edit jobs read from Kafka.")
-        let trained = registry.counter("scen_trainer_edits_trained_total", help: "Edits trained and stored (active or superseded).")
-        let failed = registry.counter("scen_trainer_edits_failed_total", help: "Edits that failed on their last allowed attempt.")
-        let skipped = registry.counter("scen_trainer_jobs_skipped_total", help: "Jobs of edits already settled, unknown, or malformed.")
-        let seconds = registry.histogram("scen_trainer_training_seconds", help: "Wall-clock seconds to train one edit (stage 1 + 2).",
-                                         buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 20, 60])
-        let lag = registry.gauge("scen_trainer_consumer_lag", help: "Jobs on scen.edit-jobs not yet committed by the group.")
-        let server = try MetricsServer(registry: registry, host: settings.metricsHost, port: settings.metricsPort)
+        let metrics = PrometheusMetricsFactory()
+        MetricsSystem.bootstrap(metrics)
+        metrics.describe("scen_trainer_jobs_consumed_total", help: "Edit jobs read from Kafka.")
+        metrics.describe("scen_trainer_edits_trained_total", help: "Edits trained and stored (active or superseded).")
+        metrics.describe("scen_trainer_edits_failed_total", help: "Edits that failed on their last allowed attempt.")
+        metrics.describe("scen_trainer_jobs_skipped_total", help: "Jobs of edits already settled, unknown, or malformed.")
+        metrics.describe("scen_trainer_training_seconds", help: "Wall-clock seconds to train one edit (stage 1 + 2).",
+                         buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 20, 60])
+        metrics.describe("scen_trainer_consumer_lag", help: "Jobs on scen.edit-jobs not yet committed by the group.")
+        let consumed = Counter(label: "scen_trainer_jobs_consumed_total", factory: metrics)
+        let trained = Counter(label: "scen_trainer_edits_trained_total", factory: metrics)
+        let failed = Counter(label: "scen_trainer_edits_failed_total", factory: metrics)
+        let skipped = Counter(label: "scen_trainer_jobs_skipped_total", factory: metrics)
+        let seconds = Metrics.Timer(label: "scen_trainer_training_seconds", factory: metrics)
+        let lag = Gauge(label: "scen_trainer_consumer_lag", factory: metrics)
+        let server = try MetricsServer(registry: metrics.registry, host: settings.metricsHost, port: settings.metricsPort)
         logger.info("metrics listening", metadata: ["url": "http://\(settings.metricsHost):\(server.port)/metrics"])
 
         try service.prepare(logger: logger, topics: [PipelineTopics.editJobs])
@@ -87,7 +95,7 @@ struct TrainerCommand: ParsableCommand {
         var store = try PostgresEditStore(url: settings.postgresURL)
         func makeStep() -> TrainerStep {
             let step = TrainerStep(repository: store, trainer: engine, maxAttempts: maxAttempts, logger: logger)
-            step.onTrained = { seconds.observe($0) }
+            step.onTrained = { seconds.recordSeconds($0) }
             return step
         }
         var step = makeStep()
@@ -115,7 +123,10 @@ struct TrainerCommand: ParsableCommand {
                 logger.error("PostgreSQL still unreachable", metadata: ["error": "\(error)"])
             }
         })
-        logger.info("stopped", metadata: ["consumed": "\(Int(consumed.value))", "trained": "\(Int(trained.value))",
-                                          "failed": "\(Int(failed.value))", "skipped": "\(Int(skipped.value))"])
+        func count(_ label: String) -> String { "\(Int(metrics.value(label)))" }
+        logger.info("stopped", metadata: ["consumed": "\(count("scen_trainer_jobs_consumed_total"))",
+                                          "trained": "\(count("scen_trainer_edits_trained_total"))",
+                                          "failed": "\(count("scen_trainer_edits_failed_total"))",
+                                          "skipped": "\(count("scen_trainer_jobs_skipped_total"))"])
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Storage
 import Testing
 
@@ -28,6 +29,57 @@ struct PrometheusRegistryTests {
             scen_test_seconds_bucket{le="+Inf"} 4
             scen_test_seconds_sum 11.3
             scen_test_seconds_count 4
+
+            """)
+    }
+
+    /// The services record through swift-metrics; the factory turns that into the registry's
+    /// families with the declared help and buckets.
+    @Test func swiftMetricsRecordIntoTheRegistry() {
+        let f = PrometheusMetricsFactory()
+        f.describe("scen_test_jobs_total", help: "Jobs.")
+        f.describe("scen_test_requests_total", help: "Requests.")
+        f.describe("scen_test_seconds", help: "Seconds.", buckets: [0.5, 1])
+        f.describe("scen_test_lag", help: "Lag.")
+        let jobs = Counter(label: "scen_test_jobs_total", factory: f)
+        jobs.increment()
+        jobs.increment(by: 4)
+        Counter(label: "scen_test_requests_total", dimensions: [("path", "/a"), ("status", "200")], factory: f).increment()
+        Counter(label: "scen_test_requests_total", dimensions: [("path", "/a"), ("status", "200")], factory: f).increment()
+        Counter(label: "scen_test_requests_total", dimensions: [("path", "/b\""), ("status", "404")], factory: f).increment()
+        let timer = Metrics.Timer(label: "scen_test_seconds", factory: f)
+        timer.recordSeconds(0.25)
+        timer.recordNanoseconds(2_000_000_000)
+        let lag = Gauge(label: "scen_test_lag", factory: f)
+        lag.record(3)
+        lag.record(2)
+        let undescribed = Meter(label: "scen_test_meter", factory: f)
+        undescribed.set(5)
+        undescribed.increment(by: 2)
+        undescribed.decrement(by: 1)
+        #expect(f.value("scen_test_jobs_total") == 5)
+        #expect(f.value("scen_test_lag") == 2)
+        #expect(f.registry.render() == """
+            # HELP scen_test_jobs_total Jobs.
+            # TYPE scen_test_jobs_total counter
+            scen_test_jobs_total 5
+            # HELP scen_test_requests_total Requests.
+            # TYPE scen_test_requests_total counter
+            scen_test_requests_total{path="/a",status="200"} 2
+            scen_test_requests_total{path="/b\\"",status="404"} 1
+            # HELP scen_test_seconds Seconds.
+            # TYPE scen_test_seconds histogram
+            scen_test_seconds_bucket{le="0.5"} 1
+            scen_test_seconds_bucket{le="1"} 1
+            scen_test_seconds_bucket{le="+Inf"} 2
+            scen_test_seconds_sum 2.25
+            scen_test_seconds_count 2
+            # HELP scen_test_lag Lag.
+            # TYPE scen_test_lag gauge
+            scen_test_lag 2
+            # HELP scen_test_meter scen_test_meter
+            # TYPE scen_test_meter gauge
+            scen_test_meter 6
 
             """)
     }

@@ -6,17 +6,18 @@
 // end it at once, leaving the message uncommitted.
 import Foundation
 import Logging
+import Metrics
 
 public final class ConsumerLoop {
     let consumer: KafkaConsumer
     let shutdown: ShutdownSignal
     let logger: Logger
-    let lag: PrometheusRegistry.Gauge?
+    let lag: Gauge?
     /// Exit after this many seconds without a message once partitions are assigned (nil: run
     /// until signalled).
     let exitWhenIdle: Double?
 
-    public init(consumer: KafkaConsumer, shutdown: ShutdownSignal, logger: Logger, lag: PrometheusRegistry.Gauge?, exitWhenIdle: Double?) {
+    public init(consumer: KafkaConsumer, shutdown: ShutdownSignal, logger: Logger, lag: Gauge?, exitWhenIdle: Double?) {
         self.consumer = consumer
         self.shutdown = shutdown
         self.logger = logger
@@ -37,7 +38,7 @@ public final class ConsumerLoop {
         var joined = false
         while !shutdown.isRequested {
             if let lag, Date().timeIntervalSince(lastLagCheck) > 5 {
-                if let value = consumer.lag(timeout: 1) { lag.set(Double(value)) }
+                if let value = consumer.lag(timeout: 1) { lag.record(Double(value)) }
                 lastLagCheck = Date()
             }
             guard let message = try consumer.poll(timeout: 0.5) else {
