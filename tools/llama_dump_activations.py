@@ -7,7 +7,7 @@ OUT/NAME.K.f32 (little-endian float32, row-major) with OUT/NAME.K.json holding g
 ([ne0, ne1, ne2, ne3], ne0 the contiguous length). K counts the evaluations of that name:
 0 is the batched prefill of the prompt, then one per decode step (names that appear several
 times per evaluation, such as Qcur, take several K per step). Decode steps feed the fixture's
-own greedy tokens (Tests/Fixtures/greedy.json), so they can be compared one to one with
+own greedy tokens (Tests/Fixtures/greedy.json or --file), so they can be compared one to one with
 `GemmaSession` runs in llama.cpp numerics.
 
 Not needed to build or test the package; needs the oracle venv (see make_fixtures.py):
@@ -33,7 +33,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/gemma-3-270m-q4_k_m.gguf")
     ap.add_argument("--fixtures", default="Tests/Fixtures")
-    ap.add_argument("--case", type=int, required=True, help="index into greedy.json")
+    ap.add_argument("--file", default="greedy.json", help="fixture file with the prompts (greedy.json, greedy_long.json)")
+    ap.add_argument("--case", type=int, required=True, help="index into --file")
     ap.add_argument("--steps", type=int, default=0, help="decode steps after the prefill")
     ap.add_argument("--names", default="*", help="comma list of tensor names without the layer suffix, or *")
     ap.add_argument("--out", required=True)
@@ -72,7 +73,7 @@ def main():
                 json.dump(list(head.ne), f)
         return True
 
-    with open(f"{args.fixtures}/greedy.json", encoding="utf-8") as f:
+    with open(f"{args.fixtures}/{args.file}", encoding="utf-8") as f:
         case = json.load(f)[args.case]
     llm = llama_cpp.Llama(model_path=args.model, n_ctx=2048, n_batch=512, n_ubatch=512,
                           n_threads=2, n_threads_batch=2, verbose=False)

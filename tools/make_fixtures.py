@@ -51,6 +51,8 @@ Files written to --out (all UTF-8 JSON; the list files have one entry a line):
                    difference over the vocab, top1_same): llama.cpp quantises
                    activations (Q8) and picks kernels by batch size, so ~0.5-1.0
                    max abs differences are normal; use it to size tolerances.
+  greedy_long.json the same for LONG_PROMPT_TOKENS-token prompts (LONG_PROMPT repeated
+                   and cut; "prompt" only describes them, prompt_ids are the input).
   greedy.json      list of {"prompt", "special", "prompt_ids", "ids", "text",
                    "stop_reason", "margins"}: same prompts as logits.json; up
                    to 16 new tokens by explicit argmax over llama.cpp's logits
@@ -375,11 +377,28 @@ def make_logits(orc, probe_ids):
     return out
 
 
-def make_greedy(orc, stop_ids):
+# Long prompts for greedy_long.json: LONG_PROMPT repeated, cut to a token count that puts
+# llama.cpp past its 512-token sliding window and its 512-token micro-batch (n_ubatch), with a
+# last micro-batch of ≥ 8 rows, of 3 rows, and of 4 rows (kernel choice depends on row count).
+LONG_PROMPT_TOKENS = [600, 515, 900]
+
+
+def long_prompt_ids(orc, n):
+    ids = orc.tokenize((LONG_PROMPT + " ") * 12)
+    assert len(ids) >= n, (len(ids), n)
+    return ids[:n]
+
+
+def make_greedy(orc, stop_ids, long=False):
     out = []
-    for spec in LOGIT_PROMPTS:
-        p, special = prompt_spec(spec)
-        ids = orc.tokenize(p, special=special)
+    specs = [(f"LONG_PROMPT repeated, first {n} tokens", n) for n in LONG_PROMPT_TOKENS] if long else LOGIT_PROMPTS
+    for spec in specs:
+        if long:
+            p, special = spec[0], False
+            ids = long_prompt_ids(orc, spec[1])
+        else:
+            p, special = prompt_spec(spec)
+            ids = orc.tokenize(p, special=special)
         lg = orc.last_logits(ids)
         new = []
         margins = []
@@ -512,7 +531,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/gemma-3-270m-q4_k_m.gguf")
     ap.add_argument("--out", default="Tests/Fixtures")
-    ap.add_argument("--only", default="", help="comma list: tokenizer,logits,greedy,dequant,meta")
+    ap.add_argument("--only", default="", help="comma list: tokenizer,logits,greedy,greedy_long,dequant,meta")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda k: not only or k in only
@@ -531,7 +550,7 @@ def main():
         dump_list(os.path.join(args.out, "dequant.json"), make_dequant(reader))
         print("dequant.json written", file=sys.stderr)
 
-    if not (want("tokenizer") or want("logits") or want("greedy")):
+    if not (want("tokenizer") or want("logits") or want("greedy") or want("greedy_long")):
         return
     import llama_cpp
 
@@ -552,6 +571,9 @@ def main():
     if want("greedy"):
         dump_list(os.path.join(args.out, "greedy.json"), make_greedy(orc, {eos_id, eot_id}))
         print("greedy.json written", file=sys.stderr)
+    if want("greedy_long"):
+        dump_list(os.path.join(args.out, "greedy_long.json"), make_greedy(orc, {eos_id, eot_id}, long=True))
+        print("greedy_long.json written", file=sys.stderr)
 
     specials = {}
     for tid in sorted({0, 1, 2, 3, 4, sot_id, eot_id}):

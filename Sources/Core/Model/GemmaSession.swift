@@ -185,10 +185,28 @@ public final class GemmaSession {
             logitRowCapacity = outputRows.count
             logits = .allocate(capacity: logitRowCapacity * config.vocabSize)
         }
-        forward(ids, outputRows: outputRows, editor: editor)
-        position += t
+        let batch = Self.llamaCppMicroBatch
+        if numerics == .llamaCppCompatible, editor == nil, t > batch, let first = outputRows.min(), first >= (t - 1) / batch * batch {
+            // llama.cpp evaluates a long prompt in micro-batches of n_ubatch tokens, and its
+            // kernels depend on the row count: so do we, in its numerics. The earlier batches
+            // only fill the KV cache (their last block's outputs are unused, as there).
+            var start = 0
+            while start < t {
+                let end = min(t, start + batch)
+                forward(Array(ids[start..<end]), outputRows: end == t ? outputRows.map { $0 - start } : [], editor: nil)
+                position += end - start
+                start = end
+            }
+        } else {
+            forward(ids, outputRows: outputRows, editor: editor)
+            position += t
+        }
         logitRowCount = outputRows.count
     }
+
+    /// llama.cpp's n_ubatch (its default, and the fixtures' setting): the most tokens one of its
+    /// graph evaluations takes.
+    static let llamaCppMicroBatch = 512
 
     private func forward(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) {
         let c = config, s = scratch
@@ -274,6 +292,10 @@ public final class GemmaSession {
             // outputs; its products take other kernels for fewer rows, so llama.cpp numerics
             // do the same (for a contiguous run of output rows).
             var t = t, p0 = p0
+            if exact && l == c.blockCount - 1 && outputRows.isEmpty {
+                finalRows = []; finalPositions = p0 ..< p0
+                continue
+            }
             if exact && l == c.blockCount - 1, let lo = outputRows.first, let hi = outputRows.last,
                outputRows == Array(lo...hi), hi - lo + 1 < t {
                 if lo > 0 {
