@@ -6,7 +6,8 @@ Registers a ggml graph-evaluation callback and writes every F32 tensor whose nam
 OUT/NAME.K.f32 (little-endian float32, row-major) with OUT/NAME.K.json holding ggml's ne
 ([ne0, ne1, ne2, ne3], ne0 the contiguous length). K counts the evaluations of that name:
 0 is the batched prefill of the prompt, then one per decode step (names that appear several
-times per evaluation, such as Qcur, take several K per step). Decode steps feed the fixture's
+times per evaluation, such as Qcur, take several K per step; a prompt over 512 tokens is
+evaluated in 512-token micro-batches, one K each). Decode steps feed the fixture's
 own greedy tokens (Tests/Fixtures/greedy.json or --file), so they can be compared one to one with
 `GemmaSession` runs in llama.cpp numerics.
 

@@ -379,7 +379,7 @@ def make_logits(orc, probe_ids):
 
 # Long prompts for greedy_long.json: LONG_PROMPT repeated, cut to a token count that puts
 # llama.cpp past its 512-token sliding window and its 512-token micro-batch (n_ubatch), with a
-# last micro-batch of ≥ 8 rows, of 3 rows, and of 4 rows (kernel choice depends on row count).
+# last micro-batch of 88, 3 and 388 rows (kernel choice depends on the row count).
 LONG_PROMPT_TOKENS = [600, 515, 900]
 
 

@@ -1,5 +1,6 @@
 // The Gemma forward pass on the real model against llama.cpp fixtures (Tests/Fixtures/
-// logits.json, greedy.json), using the fixtures' token ids so the tokenizer is not involved.
+// logits.json, greedy.json, greedy_long.json), using the fixtures' token ids so the tokenizer is
+// not involved.
 
 import Foundation
 import Testing
@@ -126,6 +127,10 @@ struct GemmaForwardTests {
         #expect(ratio >= greedyFloor(numerics), "greedy continuations equal on only \(equal) of \(cases.count) prompts")
         if numerics == .llamaCppCompatible {
             #expect(ratio >= greedyAcceptance)
+        } else {
+            withKnownIssue("the fast default numerics part from llama.cpp at near-ties (19/27, as llama.cpp does from itself)") {
+                #expect(ratio >= greedyAcceptance)
+            }
         }
     }
 
@@ -133,7 +138,7 @@ struct GemmaForwardTests {
     /// fixtures' precision: the chosen token and llama.cpp's top-1 minus top-2 margin (4 decimals),
     /// following llama.cpp's own tokens. greedy_long.json adds 515-, 600- and 900-token prompts:
     /// past the 512-token sliding window and llama.cpp's 512-token micro-batches, whose last
-    /// batch of 3, 88 or 4 rows takes other kernels.
+    /// batch of 3, 88 or 388 rows takes other kernels.
     @Test(arguments: ["greedy.json", "greedy_long.json"])
     func everyStepIsLlamaCppsInItsNumerics(fixture: String) throws {
         let model = try ModelTestEnvironment.model.get()

@@ -20,8 +20,8 @@
 // orders, which depend on the row count as in llama.cpp (Int8BlockMatrix: Q5_0/Q8_0 lanes,
 // repacked Q4_K gemm for groups of 4 rows and gemv for the rest, Q6_K vec_dot below 8 rows and
 // the tiled product from 8), F16 KV cache, tinyBLAS / vec_dot_f16 attention, AVX-512 exp in
-// the softmax, the F16 GELU table, Q8_0 token embedding rows and logits, and the last block
-// run for the output rows only. On the 27 fixture prompts its logits equal llama.cpp's
+// the softmax, the F16 GELU table, Q8_0 token embedding rows and logits, the last block run
+// for the output rows only, and prompts over 512 tokens in llama.cpp's 512-token micro-batches. On the 27 fixture prompts its logits equal llama.cpp's
 // (max |Δ| 5.7e-6, the fixtures' 7 significant digits) and so do all 27 greedy 16-token
 // continuations. It is slower (integer-exact kernels in Swift: prefill ≈ 0.12×, decode ≈ 0.6×
 // of llama.cpp; bench/generate.sh --numerics llamaCppCompatible).
@@ -134,8 +134,9 @@ public struct GemmaBlockWeights: Sendable {
     public func upWeight(_ c: GemmaConfig) -> Matrix { gateUp.rows(c.ffnSize ..< 2 * c.ffnSize) }
 }
 
-/// A block's matrices in their GGUF quantisation (Int8BlockMatrix), for one-token decoding;
-/// nil where a type is not supported (the Float32 matrix is used instead).
+/// A block's matrices in their GGUF quantisation (Int8BlockMatrix), for one-token decoding and
+/// every product in llama.cpp numerics; nil where a type is not supported (the Float32 matrix
+/// is used instead).
 struct QuantizedBlockWeights: Sendable {
     let qkv: Int8BlockMatrix?
     let attentionOutput: Int8BlockMatrix?

@@ -20,8 +20,9 @@
 // operand is rounded as ggml's CPU backend rounds it and multiplied with the quantised
 // `Int8BlockMatrix` copies in ggml's own order, K and V are stored as F16 values, q·kᵀ uses F16
 // q, softmax·V uses F16 probabilities (tinyBLAS order for several query rows, vec_dot_f16 for
-// one), gelu(gate) is ggml's F16 table lookup, and the last block past attention runs for the
-// output rows only, as llama.cpp's graph does. One-token decode uses the quantised copies in
+// one), gelu(gate) is ggml's F16 table lookup, the last block past attention runs for the
+// output rows only, as llama.cpp's graph does, and a prompt over 512 tokens (without an editor)
+// runs in llama.cpp's 512-token micro-batches. One-token decode uses the quantised copies in
 // both numerics.
 
 import Foundation
@@ -290,14 +291,16 @@ public final class GemmaSession {
             attention(layer: l, global: global, rows: t, p0: p0, exact: exact)
             // llama.cpp runs the rest of its last block only for the rows whose logits it
             // outputs; its products take other kernels for fewer rows, so llama.cpp numerics
-            // do the same (for a contiguous run of output rows).
+            // do the same (for a contiguous ascending run of output rows, and only when no
+            // observer or editor expects the whole block).
             var t = t, p0 = p0
-            if exact && l == c.blockCount - 1 && outputRows.isEmpty {
+            let prune = exact && l == c.blockCount - 1 && observer == nil && editor?.layer != l && activeEdit?.layer != l
+            if prune && outputRows.isEmpty {
                 finalRows = []; finalPositions = p0 ..< p0
                 continue
             }
-            if exact && l == c.blockCount - 1, let lo = outputRows.first, let hi = outputRows.last,
-               outputRows == Array(lo...hi), hi - lo + 1 < t {
+            if prune, let lo = outputRows.first, let hi = outputRows.last, lo <= hi,
+               outputRows.elementsEqual(lo...hi), hi - lo + 1 < t {
                 if lo > 0 {
                     memmove(s.attn, s.attn + lo * hE, (hi - lo + 1) * hE * MemoryLayout<Float>.size)
                     memmove(s.hidden, s.hidden + lo * d, (hi - lo + 1) * d * MemoryLayout<Float>.size)
@@ -410,8 +413,8 @@ public final class GemmaSession {
 
     /// output[t, W.rows] = round(input) · Wᵀ in llama.cpp numerics: `parts` lists consecutive
     /// row ranges of W (stacked GGUF tensors) with their storage types; the input is rounded to
-    /// each part's vec_dot type (once per distinct rounding). One row uses the quantised copy
-    /// of W when there is one.
+    /// each part's vec_dot type (once per distinct rounding). The products use the quantised
+    /// copy of W (ggml's kernels for its type and the row count) when there is one.
     private func linear(rows t: Int, input: UnsafePointer<Float>, inputWidth: Int, weight: Matrix,
                         quantized: Int8BlockMatrix?, parts: [(rows: Int, type: GGMLType)],
                         output: UnsafeMutablePointer<Float>) {
@@ -465,8 +468,7 @@ public final class GemmaSession {
 
     /// attn[t, h·E ..< (h+1)·E] = softmax(q_{t,h} · K_gᵀ · scale, masked) · V_g for the T rows of
     /// this call; g = h / (H/K). Keys visible to position p: 0…p (global) or p−W+1…p (local).
-    /// `exact` (llama.cpp numerics): q is already scaled and q, k, v are F16 values; the
-    /// probabilities are rounded to F16 before the product with V.
+    /// `exact` (llama.cpp numerics) hands over to `attentionGGML`.
     private func attention(layer l: Int, global: Bool, rows t: Int, p0: Int, exact: Bool) {
         if exact { attentionGGML(layer: l, global: global, rows: t, p0: p0); return }
         let c = config, s = scratch
@@ -474,7 +476,7 @@ public final class GemmaSession {
         let group = c.headCount / c.kvHeadCount
         let window = c.slidingWindow
         let keys = keyCache[l], values = valueCache[l]
-        let scale: Float = exact ? 1 : c.queryScale
+        let scale = c.queryScale
 
         if t == 1 {
             // Decode: the H/K query heads of one kv head form a contiguous [H/K, E] matrix.
@@ -484,10 +486,7 @@ public final class GemmaSession {
             for g in 0..<c.kvHeadCount {
                 BLAS.gemmNT(m: group, n: n, k: e, alpha: scale, a: s.qkv + g * group * e, lda: e,
                             b: keys + lo * kE + g * e, ldb: kE, c: s.scores, ldc: n)
-                for r in 0..<group {
-                    if exact { Kernels.softmaxGGML(s.scores + r * n, count: n, phase: lo % 16) } else { Kernels.softmax(s.scores + r * n, count: n) }
-                }
-                if exact { ActivationRounding.f16.apply(s.scores, rows: 1, width: group * n) }
+                for r in 0..<group { Kernels.softmax(s.scores + r * n, count: n) }
                 BLAS.gemmNN(m: group, n: e, k: n, a: s.scores, lda: n,
                             b: values + lo * kE + g * e, ldb: kE, c: s.attn + g * group * e, ldc: e)
             }
@@ -509,14 +508,9 @@ public final class GemmaSession {
                     let first = (global ? 0 : max(0, p - window + 1)) - kLo, last = p - kLo
                     let row = s.scores + r * n
                     if first > 0 { row.update(repeating: 0, count: first) }
-                    if exact {
-                        Kernels.softmaxGGML(row + first, count: last - first + 1, phase: (kLo + first) % 16)
-                    } else {
-                        Kernels.softmax(row + first, count: last - first + 1)
-                    }
+                    Kernels.softmax(row + first, count: last - first + 1)
                     if last + 1 < n { (row + last + 1).update(repeating: 0, count: n - last - 1) }
                 }
-                if exact { ActivationRounding.f16.apply(s.scores, rows: 1, width: m * n) }
                 BLAS.gemmNN(m: m, n: e, k: n, a: s.scores, lda: n,
                             b: values + kLo * kE + g * e, ldb: kE, c: s.attn + t0 * hE + h * e, ldc: hE)
                 t0 = t1
@@ -526,10 +520,11 @@ public final class GemmaSession {
 }
 
 extension GemmaSession {
-    /// llama.cpp's attention without flash attention, operation for operation: scores
-    /// q16·k16 (tinyBLAS F16 order), masked softmax (ggml's soft_max), probabilities to F16,
-    /// then each output value as a tinyBLAS dot of the transposed F16 V with them. KV cells are
-    /// positions here, so the 8-lane groups are aligned to multiples of 8 positions as there.
+    /// llama.cpp's attention without flash attention, operation for operation: scores q16·k16,
+    /// masked softmax (ggml's soft_max), probabilities to F16, then each output value as a dot
+    /// of the transposed F16 V with them; the dots in tinyBLAS's 16-lane order for several query
+    /// rows, in `vec_dot_f16`'s order for one. KV cells are positions here, so the 16-lane
+    /// groups are aligned to multiples of 16 positions as there.
     fileprivate func attentionGGML(layer l: Int, global: Bool, rows t: Int, p0: Int) {
         let c = config, s = scratch
         let e = c.headDim, hE = c.headCount * e, kE = c.kvHeadCount * e, qkvWidth = c.qkvRows
@@ -553,7 +548,7 @@ extension GemmaSession {
                 let q = qkv.pointer + r * qkvWidth + h * e
                 if t == 1 {
                     // One token: ggml's own vec_dot_f16 (llamafile's tinyBLAS declines n = 1).
-                    for j in 0..<n { sc[j] = Kernels.dotF16GGML(q, keys.pointer + (lo + j) * kE + g * e, from: 0, to: e) }
+                    for j in 0..<n { sc[j] = Kernels.dotF16GGML(q, keys.pointer + (lo + j) * kE + g * e, offset: 0, count: e) }
                 } else {
                     for j in 0..<n { sc[j] = Kernels.dotTinyBLAS(q, keys.pointer + (lo + j) * kE + g * e, count: e) }
                 }
@@ -562,7 +557,7 @@ extension GemmaSession {
                 let out = attn.pointer + r * hE + h * e
                 for d in 0..<e {
                     if t == 1 {
-                        out[d] = Kernels.dotF16GGML(valuesT.pointer + (g * e + d) * capacity, sc - lo, from: lo, to: lo + n)
+                        out[d] = Kernels.dotF16GGML(valuesT.pointer + (g * e + d) * capacity + lo, sc, offset: lo, count: n)
                     } else {
                         out[d] = Kernels.dotTinyBLAS(valuesT.pointer + (g * e + d) * capacity + lo, sc, count: n, phase: lo % 16)
                     }

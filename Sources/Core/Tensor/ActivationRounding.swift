@@ -16,7 +16,8 @@
 // Q8_0 (x86 AVX2 `quantize_row_q8_0`, also `quantize_mat_q8_0_4x8` of the repacked kernels):
 //   amax = max|x| over the block; d = amax / 127 stored as f16; id = 127 / amax (0 if amax = 0,
 //   from amax, not from the rounded d); q = round-half-to-even(x · id); value = f16(d) · q.
-// Q8_K (`quantize_row_q8_K_ref`, also the 4x8 repacked variant):
+// Q8_K (`quantize_row_q8_K_ref`; the 4-row packer of the repacked Q4_K gemm differs only in
+// the sign of iscale when +amax and −amax both occur, see `Int8BlockMatrix.matMulTQ8_K`):
 //   m = the element of largest |x| (with its sign); iscale = −127 / m; q = min(127,
 //   nearest-even(iscale · x)); d = 1 / iscale kept in f32; value = d · q. (amax = 0 → all 0.)
 // F16: value = f16(x), round to nearest even (F16C).

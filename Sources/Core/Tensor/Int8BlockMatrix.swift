@@ -142,12 +142,13 @@ public final class Int8BlockMatrix: @unchecked Sendable {
         }
     }
 
-    /// Y[n, rows] = Q8_K(X)[n, cols] · Mᵀ for a Q4_K or Q6_K matrix, with ggml's AVX2
-    /// arithmetic: inputs rounded to Q8_K (`ActivationRounding.q8_K`); Q4_K as the repacked
-    /// 8×8 kernels (per super-block the exact integers Σ_j sc_j·Σ q·q8 and Σ_j m_j·Σ q8, each
-    /// accumulated by FMA with d·d8 resp. dmin·d8, the second sum subtracted at the end);
-    /// Q6_K as `vec_dot_q6_K_q8_K` (eight integer lanes of 4-element groups, FMA with d8·d per
-    /// super-block, lanes reduced ((0+4)+(2+6))+((1+5)+(3+7))).
+    /// Y[n, rows] = Q8_K(X)[n, cols] · Mᵀ for a Q4_K or Q6_K matrix, as llama.cpp's CPU backend
+    /// (AVX-512 build) computes it for n input rows: inputs rounded to Q8_K
+    /// (`ActivationRounding.q8_K`), then exact integer sums and ggml's float steps.
+    /// Q4_K (repacked q4_K_8x8): input rows in groups of four as its gemm (its own Q8_K sign
+    /// rule; one FMA per pair of sub-blocks), the remaining n mod 4 rows as its gemv (one FMA
+    /// per super-block). Q6_K: `vec_dot_q6_K_q8_K` below `tiledMinRows` rows, the tiled
+    /// product from there on.
     public func matMulTQ8_K(_ x: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>, threads: Int = 2) {
         precondition(kScales != nil, "matMulTQ8_K needs a Q4_K or Q6_K matrix")
         guard n > 0 else { return }
@@ -160,7 +161,7 @@ public final class Int8BlockMatrix: @unchecked Sendable {
         defer { codes.deallocate(); dA.deallocate(); sums.deallocate(); intCodes.deallocate(); bsums.deallocate() }
         // Repacked Q4_K: rows in groups of four go through ggml's 4-row gemm (its own Q8_K
         // packer and per-pair accumulation), the rest one by one through its gemv.
-        let gemmRows = sourceType == .q4_K && n > 3 ? n - n % 4 : 0
+        let gemmRows = sourceType == .q4_K ? n - n % 4 : 0
         for j in 0..<n {
             for b in 0..<ns {
                 let src = x + j * cols + b * 256, dst = codes + j * cols + b * 256
@@ -326,9 +327,8 @@ public final class Int8BlockMatrix: @unchecked Sendable {
                     }
                     let bs = bsums + j * (c / 16) + b * 16, srow = sc + r * nb + b * 16
                     var lanes = SIMD8<Float>()
-                    let parts = [t0, t1, t2, t3]
                     for k in 0..<8 {
-                        let t = parts[k >> 1], h = (k & 1) * 4
+                        let t = k < 2 ? t0 : k < 4 ? t1 : k < 6 ? t2 : t3, h = (k & 1) * 4
                         let prod = t[h] &+ t[h + 1] &+ t[h + 2] &+ t[h + 3]
                         let sub = 32 &* (Int32(srow[2 * k]) &* bs[2 * k] &+ Int32(srow[2 * k + 1]) &* bs[2 * k + 1])
                         lanes[k] = Float(prod &- sub)

@@ -176,7 +176,9 @@ public enum Kernels {
             } else if n[l].isNaN {
                 out[l] = .nan
             } else {
-                out[l] = Float(sign: .plus, exponent: Int(n[l]), significand: j[l])
+                // j·2ⁿ rounded once: scale by an exact normal power first, the rest in one step.
+                let k = Int(n[l]), first = k > 0 ? k - 100 : k + 100
+                out[l] = (j[l] * Float(sign: .plus, exponent: first, significand: 1)) * Float(sign: .plus, exponent: k - first, significand: 1)
             }
         }
         return out
@@ -242,23 +244,24 @@ public enum Kernels {
         return reduce16(acc)
     }
 
-    /// Σ a[i]·b[i] for i in lo..<hi in the order of ggml's AVX-512 `vec_dot_f16` over a
-    /// zero-padded row starting at index 0 (the attention of a one-token evaluation: q·k over
-    /// the head dimension, probabilities·V over KV cells): index i goes to lane i mod 16 of
-    /// accumulator (i / 16) mod 4; then acc0+acc2, acc1+acc3, their sum, and the 16 lanes
-    /// reduced (i + (i+8)), then (+4), then ((0+2)+(1+3)). Indices outside lo..<hi count 0,
-    /// which leaves every accumulator unchanged. F16 operands: each product is exact in Float.
-    public static func dotF16GGML(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, from lo: Int, to hi: Int) -> Float {
+    /// Σ a[i]·b[i] over `count` values in the order of ggml's AVX-512 `vec_dot_f16` over a
+    /// zero-padded row in which a[0], b[0] sit at index `offset` (the attention of a one-token
+    /// evaluation: q·k over the head dimension with offset 0, probabilities·V over the KV cells
+    /// from the first visible one): index i goes to lane i mod 16 of accumulator (i / 16) mod 4;
+    /// then acc0+acc2, acc1+acc3, their sum, reduced as `reduce16`. The padding counts 0, which
+    /// leaves every accumulator unchanged. F16 operands: each product is exact in Float.
+    public static func dotF16GGML(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, offset: Int, count n: Int) -> Float {
         var acc = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+        let lo = offset, hi = offset + n
         var g = lo & ~15
         while g < hi {
             var prod: SIMD16<Float>
             if g >= lo && g + 16 <= hi {
-                prod = UnsafeRawPointer(a + g).loadUnaligned(as: SIMD16<Float>.self)
-                    * UnsafeRawPointer(b + g).loadUnaligned(as: SIMD16<Float>.self)
+                prod = UnsafeRawPointer(a + (g - lo)).loadUnaligned(as: SIMD16<Float>.self)
+                    * UnsafeRawPointer(b + (g - lo)).loadUnaligned(as: SIMD16<Float>.self)
             } else {
                 prod = SIMD16<Float>()
-                for l in 0..<16 where g + l >= lo && g + l < hi { prod[l] = a[g + l] * b[g + l] }
+                for l in 0..<16 where g + l >= lo && g + l < hi { prod[l] = a[g + l - lo] * b[g + l - lo] }
             }
             switch (g >> 4) & 3 {
             case 0: acc.0 += prod

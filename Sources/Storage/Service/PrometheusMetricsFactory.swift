@@ -6,7 +6,9 @@
 //
 // Mapping: Counter / FloatingPointCounter → counter (dimensions become labels); Gauge
 // (non-aggregating Recorder) and Meter → gauge; aggregating Recorder → histogram; Timer →
-// histogram in seconds. Help texts and histogram buckets are declared with `describe` before
+// histogram in seconds. Gauges and histograms carry no labels: their dimensions are dropped
+// (all series of a label share one family) rather than refused, so a library's metrics can
+// never stop a service. Help texts and histogram buckets are declared with `describe` before
 // the metric is first made (Prometheus has both, swift-metrics neither).
 import Foundation
 import Metrics
@@ -53,8 +55,7 @@ public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable
     }
 
     private func gauge(_ label: String, _ dimensions: [(String, String)]) -> PrometheusRegistry.Gauge {
-        precondition(dimensions.isEmpty, "gauge \(label): dimensions are supported on counters only")
-        return lock.withLock {
+        lock.withLock {
             let g = gauges[label] ?? registry.gauge(label, help: help(label))
             gauges[label] = g
             return g
@@ -62,8 +63,7 @@ public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable
     }
 
     private func histogram(_ label: String, _ dimensions: [(String, String)]) -> PrometheusRegistry.Histogram {
-        precondition(dimensions.isEmpty, "histogram \(label): dimensions are supported on counters only")
-        return lock.withLock {
+        lock.withLock {
             let h = histograms[label]
                 ?? registry.histogram(label, help: help(label), buckets: descriptions[label]?.buckets ?? Self.defaultBuckets)
             histograms[label] = h
@@ -110,16 +110,15 @@ private final class CounterSeries: CounterHandler, FloatingPointCounterHandler, 
     func reset() {}
 }
 
-private final class GaugeSeries: MeterHandler, RecorderHandler, @unchecked Sendable {
+private final class GaugeSeries: MeterHandler, RecorderHandler, Sendable {
     let gauge: PrometheusRegistry.Gauge
-    private let lock = NSLock()
     init(gauge: PrometheusRegistry.Gauge) { self.gauge = gauge }
     func set(_ value: Int64) { gauge.set(Double(value)) }
     func set(_ value: Double) { gauge.set(value) }
     func record(_ value: Int64) { gauge.set(Double(value)) }
     func record(_ value: Double) { gauge.set(value) }
-    func increment(by amount: Double) { lock.withLock { gauge.set(gauge.value + amount) } }
-    func decrement(by amount: Double) { lock.withLock { gauge.set(gauge.value - amount) } }
+    func increment(by amount: Double) { gauge.add(amount) }
+    func decrement(by amount: Double) { gauge.add(-amount) }
 }
 
 private final class HistogramSeries: RecorderHandler, TimerHandler, Sendable {

@@ -82,6 +82,8 @@ public final class PrometheusRegistry: @unchecked Sendable {
         let registry: PrometheusRegistry
         let name: String
         public func set(_ value: Double) { registry.lock.withLock { registry.values[name] = value } }
+        /// Adds `delta` (may be negative) in one step under the registry's lock.
+        public func add(_ delta: Double) { registry.lock.withLock { registry.values[name, default: 0] += delta } }
         public var value: Double { registry.lock.withLock { registry.values[name] ?? 0 } }
     }
 
