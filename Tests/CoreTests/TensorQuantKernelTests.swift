@@ -72,16 +72,19 @@ import Core
         let m = try #require(bytes.withUnsafeBytes { Int8BlockMatrix(type: type, rows: rows, cols: cols, data: $0.baseAddress!) })
         #expect(m.dequantized() == reference)
 
-        let x = r.values(2 * cols, 1)
-        var y = [Float](repeating: 0, count: 2 * rows)
-        m.matMulT(x, count: 2, into: &y, threads: 2)
+        // Row counts that take each of ggml's kernels: Q4_K gemv (1, 2), 4-row gemm (4, 8) and
+        // both (5, 9); Q6_K vec_dot (< 8) and tiled (8, 9).
+        for n in [1, 2, 4, 5, 8, 9] {
+        let x = r.values(n * cols, 1)
+        var y = [Float](repeating: 0, count: n * rows)
+        m.matMulT(x, count: n, into: &y, threads: 2)
         // The ggml-order products of rounded inputs.
         let rounding = ActivationRounding(weightType: type)
-        var xr = [Float](repeating: 0, count: 2 * cols)
-        rounding.apply(x, rows: 2, width: cols, stride: cols, out: &xr, outStride: cols)
-        var yq = [Float](repeating: 0, count: 2 * rows)
-        if type == .q4_K || type == .q6_K { m.matMulTQ8_K(x, count: 2, into: &yq) } else { m.matMulTQ8_0(x, count: 2, into: &yq) }
-        for j in 0..<2 {
+        var xr = [Float](repeating: 0, count: n * cols)
+        rounding.apply(x, rows: n, width: cols, stride: cols, out: &xr, outStride: cols)
+        var yq = [Float](repeating: 0, count: n * rows)
+        if type == .q4_K || type == .q6_K { m.matMulTQ8_K(x, count: n, into: &yq) } else { m.matMulTQ8_0(x, count: n, into: &yq) }
+        for j in 0..<n {
             for i in 0..<rows {
                 var exact = 0.0, rounded = 0.0, scale = 0.0
                 for k in 0..<cols {
@@ -90,9 +93,34 @@ import Core
                     scale += abs(Double(reference[i * cols + k]) * Double(x[j * cols + k]))
                 }
                 #expect(abs(Double(y[j * rows + i]) - exact) <= 1e-5 * scale)
-                #expect(abs(Double(yq[j * rows + i]) - rounded) <= 1e-5 * scale)
+                #expect(abs(Double(yq[j * rows + i]) - rounded) <= 1e-5 * scale, "\(type) n=\(n) row \(j)")
             }
         }
+        }
+    }
+
+    /// ggml's reduction orders, on values where the order decides the result.
+    @Test func ggmlReductionOrders() {
+        // _mm512_reduce_add_ps: (i + i+8), then (+4), then (0+2) + (1+3).
+        var v = SIMD16<Float>(repeating: 0)
+        v[0] = 1e8; v[8] = -1e8; v[1] = 1; v[9] = 1; v[4] = 3
+        #expect(Kernels.reduce16(v) == 5)
+        v = SIMD16<Float>(repeating: 0)
+        v[0] = 1e8; v[1] = 1; v[2] = -1e8  // (1e8 + −1e8) + 1 = 1, where left to right gives 0 (1e8 + 1 rounds back to 1e8)
+        #expect(Kernels.reduce16(v) == 1)
+        // vec_dot_f16: index i to lane i mod 16 of accumulator (i / 16) mod 4, counted from the
+        // padded row's start, so the offset changes the grouping but not an exact sum.
+        let a: [Float] = (0..<100).map { Float($0 % 7) - 3 }, b: [Float] = (0..<100).map { Float($0 % 5) }
+        let exact = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+        for offset in [0, 5, 16, 37] {
+            #expect(Kernels.dotF16GGML(a, b, offset: offset, count: 100) == exact)
+            #expect(Kernels.dotTinyBLAS(a, b, count: 100, phase: offset % 16) == exact)
+        }
+        // A cancellation the grouping decides: index 0 and 64 share a lane and accumulator.
+        var p = [Float](repeating: 0, count: 80), q = [Float](repeating: 1, count: 80)
+        p[0] = 1e8; p[64] = -1e8; p[16] = 1
+        #expect(Kernels.dotF16GGML(p, q, offset: 0, count: 80) == 1)
+        #expect(Kernels.dotF16GGML(p, q, offset: 16, count: 80) == 1)
     }
 
     /// ggml's exp reproduces expf closely (≈1.5 ulp) over the normal range, with 0 for −∞.
@@ -105,6 +133,11 @@ import Core
         }
         #expect(worst < 4e-7)
         #expect(Kernels.expGGML8(SIMD8<Float>(repeating: -.infinity))[0] == 0)
+        // Past the normal range: subnormal results, 0 below 2^−192, +inf above 2^192.
+        let tiny = Kernels.expGGML8(SIMD8<Float>(repeating: -95))[0]
+        #expect(tiny > 0 && tiny < Float.leastNormalMagnitude && abs(tiny - Foundation.exp(-95 as Float)) <= Float.leastNonzeroMagnitude * 2)
+        #expect(Kernels.expGGML8(SIMD8<Float>(repeating: -140))[0] == 0)
+        #expect(Kernels.expGGML8(SIMD8<Float>(repeating: 100))[0] == .infinity)
         var row: [Float] = [1, 2, 3, -.infinity, 0.5]
         Kernels.softmaxGGML(&row, count: 5, phase: 3)
         #expect(abs(row.reduce(0, +) - 1) < 1e-6 && row[3] == 0)
