@@ -28,19 +28,13 @@ struct IngestCommand: ParsableCommand {
 
         let metrics = PrometheusMetricsFactory()
         MetricsSystem.bootstrap(metrics)
-        metrics.describe("scen_ingest_events_consumed_total", help: "Correction events read from Kafka.")
-        metrics.describe("scen_ingest_edits_queued_total", help: "Valid events stored as queued edits.")
-        metrics.describe("scen_ingest_duplicates_total", help: "Events whose id was seen before.")
-        metrics.describe("scen_ingest_events_dead_lettered_total", help: "Events rejected to the dead-letter topic.")
-        metrics.describe("scen_ingest_handle_seconds", help: "Time to validate, store and forward one event.",
-                         buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
-        metrics.describe("scen_ingest_consumer_lag", help: "Events on scen.corrections not yet committed by the group.")
-        let consumed = Counter(label: "scen_ingest_events_consumed_total", factory: metrics)
-        let queued = Counter(label: "scen_ingest_edits_queued_total", factory: metrics)
-        let duplicates = Counter(label: "scen_ingest_duplicates_total", factory: metrics)
-        let deadLettered = Counter(label: "scen_ingest_events_dead_lettered_total", factory: metrics)
-        let handleSeconds = Metrics.Timer(label: "scen_ingest_handle_seconds", factory: metrics)
-        let lag = Gauge(label: "scen_ingest_consumer_lag", factory: metrics)
+        let consumed = metrics.counter("scen_ingest_events_consumed_total", help: "Correction events read from Kafka.")
+        let queued = metrics.counter("scen_ingest_edits_queued_total", help: "Valid events stored as queued edits.")
+        let duplicates = metrics.counter("scen_ingest_duplicates_total", help: "Events whose id was seen before.")
+        let deadLettered = metrics.counter("scen_ingest_events_dead_lettered_total", help: "Events rejected to the dead-letter topic.")
+        let handleSeconds = metrics.timer("scen_ingest_handle_seconds", help: "Time to validate, store and forward one event.",
+                                          buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1])
+        let lag = metrics.gauge("scen_ingest_consumer_lag", help: "Events on scen.corrections not yet committed by the group.")
         let server = try MetricsServer(registry: metrics.registry, host: settings.metricsHost, port: settings.metricsPort)
         logger.info("metrics listening", metadata: ["url": "http://\(settings.metricsHost):\(server.port)/metrics"])
 
@@ -85,10 +79,8 @@ struct IngestCommand: ParsableCommand {
                 logger.error("PostgreSQL still unreachable", metadata: ["error": "\(error)"])
             }
         })
-        func count(_ label: String) -> String { "\(Int(metrics.value(label)))" }
-        logger.info("stopped", metadata: ["consumed": "\(count("scen_ingest_events_consumed_total"))",
-                                          "queued": "\(count("scen_ingest_edits_queued_total"))",
-                                          "dead_lettered": "\(count("scen_ingest_events_dead_lettered_total"))",
-                                          "duplicates": "\(count("scen_ingest_duplicates_total"))"])
+        func count(_ counter: Counter) -> Logger.MetadataValue { "\(Int(metrics.value(counter.label)))" }
+        logger.info("stopped", metadata: ["consumed": count(consumed), "queued": count(queued),
+                                          "dead_lettered": count(deadLettered), "duplicates": count(duplicates)])
     }
 }

@@ -19,32 +19,26 @@ public final class RouterMetrics: Sendable {
     private let queued: Gauge
     private let editsLoaded: Gauge
 
+    /// The one family with dimensions (path, status): a counter per series, made on use.
+    private static let requestsLabel = "scen_router_requests_total"
+
     public init() {
         let f = factory
-        f.describe("scen_router_requests_total", help: "HTTP requests by path and status.")
-        f.describe("scen_router_request_seconds", help: "HTTP request latency.", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
-        f.describe("scen_router_generations_total", help: "Completed generations.")
-        f.describe("scen_router_expert_hits_total", help: "Generations in which an edit's expert was applied.")
-        f.describe("scen_router_expert_hit_ratio", help: "Share of generations in which an expert was applied.")
-        f.describe("scen_router_generated_tokens_total", help: "Tokens generated.")
-        f.describe("scen_router_rejected_total", help: "Requests refused with 429 because the queue was full.")
-        f.describe("scen_router_queued_requests", help: "Requests waiting for a worker.")
-        f.describe("scen_router_edits_loaded", help: "Active edits in the routing table.")
-        latency = Metrics.Timer(label: "scen_router_request_seconds", factory: f)
-        generations = Counter(label: "scen_router_generations_total", factory: f)
-        expertHits = Counter(label: "scen_router_expert_hits_total", factory: f)
-        hitRatio = Gauge(label: "scen_router_expert_hit_ratio", factory: f)
-        tokens = Counter(label: "scen_router_generated_tokens_total", factory: f)
-        rejections = Counter(label: "scen_router_rejected_total", factory: f)
-        queued = Gauge(label: "scen_router_queued_requests", factory: f)
-        editsLoaded = Gauge(label: "scen_router_edits_loaded", factory: f)
+        f.describe(Self.requestsLabel, help: "HTTP requests by path and status.")
+        latency = f.timer("scen_router_request_seconds", help: "HTTP request latency.", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        generations = f.counter("scen_router_generations_total", help: "Completed generations.")
+        expertHits = f.counter("scen_router_expert_hits_total", help: "Generations in which an edit's expert was applied.")
+        hitRatio = f.gauge("scen_router_expert_hit_ratio", help: "Share of generations in which an expert was applied.")
+        tokens = f.counter("scen_router_generated_tokens_total", help: "Tokens generated.")
+        rejections = f.counter("scen_router_rejected_total", help: "Requests refused with 429 because the queue was full.")
+        queued = f.gauge("scen_router_queued_requests", help: "Requests waiting for a worker.")
+        editsLoaded = f.gauge("scen_router_edits_loaded", help: "Active edits in the routing table.")
     }
 
     func middleware<Context: RequestContext>() -> some RouterMiddleware<Context> { Middleware(metrics: self) }
 
     func recordRequest(path: String, status: Int, seconds: Double) {
-        Counter(label: "scen_router_requests_total", dimensions: [("path", path), ("status", String(status))], factory: factory)
-            .increment()
+        Counter(label: Self.requestsLabel, dimensions: [("path", path), ("status", String(status))], factory: factory).increment()
         latency.recordSeconds(seconds)
     }
 
@@ -52,7 +46,7 @@ public final class RouterMetrics: Sendable {
         generations.increment()
         tokens.increment(by: result.ids.count)
         if result.edit != nil { expertHits.increment() }
-        hitRatio.record(factory.value("scen_router_expert_hits_total") / factory.value("scen_router_generations_total"))
+        hitRatio.record(factory.value(expertHits.label) / factory.value(generations.label))
     }
 
     func recordRejection() { rejections.increment() }

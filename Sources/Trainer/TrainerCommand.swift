@@ -42,19 +42,13 @@ struct TrainerCommand: ParsableCommand {
 
         let metrics = PrometheusMetricsFactory()
         MetricsSystem.bootstrap(metrics)
-        metrics.describe("scen_trainer_jobs_consumed_total", help: "Edit jobs read from Kafka.")
-        metrics.describe("scen_trainer_edits_trained_total", help: "Edits trained and stored (active or superseded).")
-        metrics.describe("scen_trainer_edits_failed_total", help: "Edits that failed on their last allowed attempt.")
-        metrics.describe("scen_trainer_jobs_skipped_total", help: "Jobs of edits already settled, unknown, or malformed.")
-        metrics.describe("scen_trainer_training_seconds", help: "Wall-clock seconds to train one edit (stage 1 + 2).",
-                         buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 20, 60])
-        metrics.describe("scen_trainer_consumer_lag", help: "Jobs on scen.edit-jobs not yet committed by the group.")
-        let consumed = Counter(label: "scen_trainer_jobs_consumed_total", factory: metrics)
-        let trained = Counter(label: "scen_trainer_edits_trained_total", factory: metrics)
-        let failed = Counter(label: "scen_trainer_edits_failed_total", factory: metrics)
-        let skipped = Counter(label: "scen_trainer_jobs_skipped_total", factory: metrics)
-        let seconds = Metrics.Timer(label: "scen_trainer_training_seconds", factory: metrics)
-        let lag = Gauge(label: "scen_trainer_consumer_lag", factory: metrics)
+        let consumed = metrics.counter("scen_trainer_jobs_consumed_total", help: "Edit jobs read from Kafka.")
+        let trained = metrics.counter("scen_trainer_edits_trained_total", help: "Edits trained and stored (active or superseded).")
+        let failed = metrics.counter("scen_trainer_edits_failed_total", help: "Edits that failed on their last allowed attempt.")
+        let skipped = metrics.counter("scen_trainer_jobs_skipped_total", help: "Jobs of edits already settled, unknown, or malformed.")
+        let seconds = metrics.timer("scen_trainer_training_seconds", help: "Wall-clock seconds to train one edit (stage 1 + 2).",
+                                    buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 20, 60])
+        let lag = metrics.gauge("scen_trainer_consumer_lag", help: "Jobs on scen.edit-jobs not yet committed by the group.")
         let server = try MetricsServer(registry: metrics.registry, host: settings.metricsHost, port: settings.metricsPort)
         logger.info("metrics listening", metadata: ["url": "http://\(settings.metricsHost):\(server.port)/metrics"])
 
@@ -123,10 +117,8 @@ struct TrainerCommand: ParsableCommand {
                 logger.error("PostgreSQL still unreachable", metadata: ["error": "\(error)"])
             }
         })
-        func count(_ label: String) -> String { "\(Int(metrics.value(label)))" }
-        logger.info("stopped", metadata: ["consumed": "\(count("scen_trainer_jobs_consumed_total"))",
-                                          "trained": "\(count("scen_trainer_edits_trained_total"))",
-                                          "failed": "\(count("scen_trainer_edits_failed_total"))",
-                                          "skipped": "\(count("scen_trainer_jobs_skipped_total"))"])
+        func count(_ counter: Counter) -> Logger.MetadataValue { "\(Int(metrics.value(counter.label)))" }
+        logger.info("stopped", metadata: ["consumed": count(consumed), "trained": count(trained),
+                                          "failed": count(failed), "skipped": count(skipped)])
     }
 }

@@ -34,6 +34,24 @@ public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable
         lock.withLock { descriptions[label] = (help, buckets) }
     }
 
+    /// A swift-metrics counter of this factory, described in the same step.
+    public func counter(_ label: String, help: String) -> Counter {
+        describe(label, help: help)
+        return Counter(label: label, factory: self)
+    }
+
+    /// A swift-metrics gauge of this factory, described in the same step.
+    public func gauge(_ label: String, help: String) -> Gauge {
+        describe(label, help: help)
+        return Gauge(label: label, factory: self)
+    }
+
+    /// A swift-metrics timer (a histogram in seconds) of this factory, described in the same step.
+    public func timer(_ label: String, help: String, buckets: [Double]) -> Metrics.Timer {
+        describe(label, help: help, buckets: buckets)
+        return Metrics.Timer(label: label, factory: self)
+    }
+
     /// The current value of a counter or gauge without labels (for logs and tests).
     public func value(_ label: String) -> Double {
         lock.withLock { counters[label]?.value ?? gauges[label]?.value ?? 0 }
