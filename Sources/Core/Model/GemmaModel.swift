@@ -23,7 +23,7 @@
 // the softmax, the F16 GELU table, Q8_0 token embedding rows and logits, the last block run
 // for the output rows only, and prompts over 512 tokens in llama.cpp's 512-token micro-batches. On the 27 fixture prompts its logits equal llama.cpp's
 // (max |Δ| 5.7e-6, the fixtures' 7 significant digits) and so do all 27 greedy 16-token
-// continuations. It is slower (integer-exact kernels in Swift: prefill ≈ 0.12×, decode ≈ 0.6×
+// continuations. It is slower (integer-exact kernels in Swift: prefill ≈ 0.2×, decode ≈ 0.7×
 // of llama.cpp; bench/generate.sh --numerics llamaCppCompatible).
 // `.float32` (the default) is Float32 arithmetic on the exactly decoded weights, with OpenBLAS
 // sgemm for prefill and the int8 block kernels for one-token decode: prefill ≈ 0.9×, decode
