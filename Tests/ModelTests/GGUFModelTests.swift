@@ -6,52 +6,6 @@ import Foundation
 import Testing
 import Core
 
-/// Where the model and fixtures are: SCEN_MODEL, else models/ under the package root.
-private enum GGUFModelLocation {
-    static let packageRoot: URL? = {
-        var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while dir.path != "/" {
-            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }()
-
-    static let modelPath: String = ProcessInfo.processInfo.environment["SCEN_MODEL"]
-        ?? packageRoot?.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
-        ?? "models/gemma-3-270m-q4_k_m.gguf"
-
-    static func fixture(_ name: String) -> URL? {
-        packageRoot?.appendingPathComponent("Tests/Fixtures/\(name)")
-    }
-
-    static var modelExists: Bool { FileManager.default.fileExists(atPath: modelPath) }
-    static var modelRequired: Bool { ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1" }
-
-    /// Run when the model is present, or when it is required (the tests then fail on it).
-    static let shouldRun: Bool = {
-        if modelExists || modelRequired { return true }
-        print("note: GGUF model tests skipped, no model at \(modelPath) (run scripts/bootstrap)")
-        return false
-    }()
-
-    static func open() throws -> GGUFFile {
-        guard modelExists else {
-            Issue.record("model file missing at \(modelPath): run scripts/bootstrap")
-            throw GGUFError.cannotOpen(path: modelPath, errno: ENOENT)
-        }
-        return try GGUFFile(path: modelPath)
-    }
-
-    static func loadJSON<T: Decodable>(_ name: String, as: T.Type) throws -> T {
-        guard let url = fixture(name), FileManager.default.fileExists(atPath: url.path) else {
-            Issue.record("fixture Tests/Fixtures/\(name) missing: run tools/make_fixtures.py")
-            throw GGUFError.missingKey(name)
-        }
-        return try JSONDecoder().decode(T.self, from: Data(contentsOf: url))
-    }
-}
-
 /// One entry of Tests/Fixtures/dequant.json.
 private struct DequantFixture: Decodable {
     let name: String
@@ -131,10 +85,10 @@ private func typeName(_ value: GGUFValue) -> String {
     }
 }
 
-@Suite("GGUF real model", .enabled(if: GGUFModelLocation.shouldRun))
+@Suite("GGUF real model", .enabled(if: ModelTestEnvironment.enabled))
 struct GGUFModelTests {
     @Test func headerAndHyperParameters() throws {
-        let file = try GGUFModelLocation.open()
+        let file = try ModelTestEnvironment.file.get()
         #expect(file.version == 3)
         #expect(file.alignment == 32)
         #expect(file.tensors.count == 236)
@@ -162,8 +116,8 @@ struct GGUFModelTests {
     }
 
     @Test func metadataAndTensorTableMatchOracle() throws {
-        let file = try GGUFModelLocation.open()
-        let meta = try GGUFModelLocation.loadJSON("model_meta.json", as: MetaFixture.self)
+        let file = try ModelTestEnvironment.file.get()
+        let meta = try JSONDecoder().decode(MetaFixture.self, from: ModelTestEnvironment.fixture("model_meta.json"))
         #expect(file.version == meta.gguf_version)
         #expect(file.metadata.count == meta.kv_count)
         #expect(file.dataOffset == meta.data_offset)
@@ -195,8 +149,8 @@ struct GGUFModelTests {
     }
 
     @Test func dequantisedValuesMatchOracle() throws {
-        let file = try GGUFModelLocation.open()
-        let fixtures = try GGUFModelLocation.loadJSON("dequant.json", as: [DequantFixture].self)
+        let file = try ModelTestEnvironment.file.get()
+        let fixtures = try JSONDecoder().decode([DequantFixture].self, from: ModelTestEnvironment.fixture("dequant.json"))
         #expect(!fixtures.isEmpty)
         var typesSeen = Set<String>()
         for fixture in fixtures {
@@ -241,7 +195,7 @@ struct GGUFModelTests {
     }
 
     @Test func everyTensorDequantisesToFiniteValues() throws {
-        let file = try GGUFModelLocation.open()
+        let file = try ModelTestEnvironment.file.get()
         let clock = ContinuousClock()
         var total = 0
         var nonFinite: [String] = []

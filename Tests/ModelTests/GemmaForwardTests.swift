@@ -6,20 +6,6 @@ import Foundation
 import Testing
 import Core
 
-/// Locations of the real model and the fixtures, relative to the package root.
-private extension ModelTestEnvironment {
-    /// The real model, loaded once for all tests.
-    static let model: Result<GemmaModel, any Error> = {
-        guard modelExists, let modelPath else { return .failure(MissingModel(path: modelPath ?? "models/…")) }
-        return Result { try GemmaModel(path: modelPath) }
-    }()
-
-    static func fixture(_ name: String) throws -> Data {
-        guard let root = packageRoot else { throw MissingModel(path: "Package.swift not found") }
-        return try Data(contentsOf: root.appendingPathComponent("Tests/Fixtures/\(name)"))
-    }
-}
-
 private struct LogitsCase: Decodable {
     let prompt: String
     let ids: [Int32]

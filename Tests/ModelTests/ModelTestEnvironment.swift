@@ -1,6 +1,7 @@
 // Where the real model and the oracle fixtures are, for every suite in ModelTests. The suites
 // run when the model file exists, or when `make test` requires it (SCEN_REQUIRE_MODEL=1), in
 // which case a missing model fails them with a message saying how to get it.
+import Core
 import Foundation
 
 enum ModelTestEnvironment {
@@ -28,5 +29,21 @@ enum ModelTestEnvironment {
     struct MissingModel: Error, CustomStringConvertible {
         let path: String
         var description: String { "model file \(path) is missing: run scripts/bootstrap" }
+    }
+
+    /// The real model file, opened (memory-mapped) once for every suite.
+    static let file: Result<GGUFFile, any Error> = {
+        guard modelExists, let modelPath else { return .failure(MissingModel(path: modelPath ?? "models/gemma-3-270m-q4_k_m.gguf")) }
+        return Result { try GGUFFile(path: modelPath) }
+    }()
+
+    /// The real model and its tokenizer, each loaded once for every suite.
+    static let model: Result<GemmaModel, any Error> = file.flatMap { f in Result { try GemmaModel(file: f) } }
+    static let tokenizer: Result<GemmaTokenizer, any Error> = file.flatMap { f in Result { try GemmaTokenizer(gguf: f) } }
+
+    /// The bytes of Tests/Fixtures/`name`.
+    static func fixture(_ name: String) throws -> Data {
+        guard let root = packageRoot else { throw MissingModel(path: "Package.swift not found") }
+        return try Data(contentsOf: root.appendingPathComponent("Tests/Fixtures/\(name)"))
     }
 }

@@ -9,13 +9,9 @@ import Testing
 import Core
 
 private extension ModelTestEnvironment {
-    static let loaded: Result<(GemmaModel, GemmaTokenizer), any Error> = {
-        guard modelExists, let modelPath else { return .failure(MissingModel(path: modelPath ?? "models/…")) }
-        return Result {
-            let file = try GGUFFile(path: modelPath)
-            return (try GemmaModel(file: file), try GemmaTokenizer(gguf: file))
-        }
-    }()
+    static var loaded: Result<(GemmaModel, GemmaTokenizer), any Error> {
+        model.flatMap { m in tokenizer.map { (m, $0) } }
+    }
 }
 
 @Suite(.serialized, .enabled(if: ModelTestEnvironment.enabled, "model file missing (set SCEN_REQUIRE_MODEL=1 to fail instead)"))

@@ -4,16 +4,6 @@ import Core
 
 /// Locations of the real model and the llama.cpp oracle fixture, relative to the package root.
 private extension ModelTestEnvironment {
-    static let fixturePath = packageRoot?.appendingPathComponent("Tests/Fixtures/tokenizer.json").path
-
-    /// The tokenizer of the real model, loaded once for all tests.
-    static let tokenizer: Result<GemmaTokenizer, any Error> = {
-        guard modelExists, let modelPath else {
-            return .failure(MissingModel(path: modelPath ?? "models/gemma-3-270m-q4_k_m.gguf"))
-        }
-        return Result { try GemmaTokenizer(gguf: GGUFFile(path: modelPath)) }
-    }()
-
     struct Case: Decodable {
         let text: String
         let ids: [Int32]
@@ -21,10 +11,7 @@ private extension ModelTestEnvironment {
     }
 
     static func loadCases() throws -> [Case] {
-        guard let fixturePath, FileManager.default.fileExists(atPath: fixturePath) else {
-            throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: fixturePath ?? "Tests/Fixtures/tokenizer.json"])
-        }
-        return try JSONDecoder().decode([Case].self, from: Data(contentsOf: URL(fileURLWithPath: fixturePath)))
+        try JSONDecoder().decode([Case].self, from: fixture("tokenizer.json"))
     }
 
     static func bytes(hex: String) -> [UInt8] {
