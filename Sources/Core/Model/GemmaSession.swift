@@ -217,7 +217,6 @@ public final class GemmaSession {
         let eps = c.rmsNormEps
 
         let exact = numerics == .llamaCppCompatible
-        let types = exact ? model.blocks.map(\.types) : []
         // One-token decode multiplies with the quantised copies (a third of the memory traffic).
         // In llama.cpp numerics every product uses them, with ggml's own integer arithmetic and
         // summation order: the model is chaotic at the bit level (one changed rounding moves
@@ -249,7 +248,7 @@ public final class GemmaSession {
                 Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
             }
             if exact {
-                let ty = types[l]
+                let ty = b.types
                 linear(rows: t, input: s.normed, inputWidth: d, weight: b.qkv, quantized: quantized.isEmpty ? nil : quantized[l].qkv,
                        parts: [(hE, ty.query), (kE, ty.key), (kE, ty.value)], output: s.qkv)
             } else if let q = quantized.first?.qkv != nil ? quantized[l].qkv : nil {
@@ -312,7 +311,7 @@ public final class GemmaSession {
             if exact {
                 linear(rows: t, input: s.attn, inputWidth: hE, weight: b.attentionOutput,
                        quantized: quantized.isEmpty ? nil : quantized[l].attentionOutput,
-                       parts: [(d, types[l].attentionOutput)], output: s.proj)
+                       parts: [(d, b.types.attentionOutput)], output: s.proj)
             } else if let q = quantized.first?.attentionOutput != nil ? quantized[l].attentionOutput : nil {
                 q.matMulT(s.attn, count: 1, into: s.proj, threads: model.threads)
             } else {
@@ -331,7 +330,7 @@ public final class GemmaSession {
             }
             if exact {
                 linear(rows: t, input: s.normed, inputWidth: d, weight: b.gateUp, quantized: quantized.isEmpty ? nil : quantized[l].gateUp,
-                       parts: [(f, types[l].gate), (f, types[l].up)], output: s.gateUp)
+                       parts: [(f, b.types.gate), (f, b.types.up)], output: s.gateUp)
                 Kernels.geluGLUTable(s.gateUp, rows: t, ffn: f, out: s.act)
             } else if let q = quantized.first?.gateUp != nil ? quantized[l].gateUp : nil {
                 q.matMulT(s.normed, count: 1, into: s.gateUp, threads: model.threads)
@@ -380,10 +379,6 @@ public final class GemmaSession {
                 return
             }
             rounding.apply(s.normed, rows: outputRows.count, width: d)
-            if let q = model.quantizedEmbedding {
-                q.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
-                return
-            }
         }
         if let q = model.quantizedEmbedding {
             q.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)

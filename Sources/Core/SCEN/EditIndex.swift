@@ -157,7 +157,11 @@ public struct EditIndex: Sendable {
 
     /// The edit to apply for this key, or nil (the base model answers).
     public func route(key: UnsafeBufferPointer<Float>) -> RoutingDecision? {
-        let s = scores(key: key)
+        route(key: key, scores: scores(key: key))
+    }
+
+    /// `route(key:)` with the key's `scores(key:)` already computed.
+    public func route(key: UnsafeBufferPointer<Float>, scores s: [Float]) -> RoutingDecision? {
         var candidates = s.indices.filter { s[$0] > theta }
         guard !candidates.isEmpty else { return nil }
         candidates.sort { s[$0] > s[$1] }
@@ -196,8 +200,9 @@ public final class SCENRouter: DownProjectionEditor {
 
     public func selectEdit(for activations: FFNActivations) -> (any DownProjectionEdit)? {
         let key = activations.row(activations.rowCount - 1)
-        bestScore = index.scores(key: key).max()
-        decision = index.route(key: key)
+        let s = index.scores(key: key)
+        bestScore = s.max()
+        decision = index.route(key: key, scores: s)
         return decision.map { index.entries[$0.entryIndex].expert.edit }
     }
 }

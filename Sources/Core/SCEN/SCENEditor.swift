@@ -83,8 +83,7 @@ public final class SCENEditor {
         // Stage 2: the neuron; negatives = pool + stored keys of the other active edits.
         let t2 = DispatchTime.now().uptimeNanoseconds
         let superseded = index.entries.filter { $0.prompt == request.prompt || $0.editID == request.id }.map(\.editID)
-        var base = index
-        for id in superseded { base = base.removing(editID: id) }
+        let base = index.superseding(prompt: request.prompt).removing(editID: request.id)
         let std = pool.standardizer
         let positives = trained.keys.map(std.apply)
         let earlier = base.entries.map { $0.neuron.positiveKeys.map(std.apply) }

@@ -100,7 +100,7 @@ public enum ActivationRounding: Sendable, Equatable {
     @inline(__always)
     public static func roundQ8_0Block(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         let v0 = Kernels.load8(x, 0), v1 = Kernels.load8(x, 8), v2 = Kernels.load8(x, 16), v3 = Kernels.load8(x, 24)
-        let m = pointwiseMax(pointwiseMax(abs8(v0), abs8(v1)), pointwiseMax(abs8(v2), abs8(v3))).max()
+        let m = pointwiseMax(pointwiseMax(Kernels.abs8f(v0), Kernels.abs8f(v1)), pointwiseMax(Kernels.abs8f(v2), Kernels.abs8f(v3))).max()
         let id: Float = m != 0 ? 127 / m : 0
         let d = Float(Float16(m / 127))
         Kernels.store8((v0 * id).rounded(.toNearestOrEven) * d, y, 0)
@@ -129,10 +129,5 @@ public enum ActivationRounding: Sendable, Equatable {
             Kernels.store8(q * d, y, j)
             j += 8
         }
-    }
-
-    @inline(__always)
-    static func abs8(_ v: SIMD8<Float>) -> SIMD8<Float> {
-        unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & SIMD8<UInt32>(repeating: 0x7FFF_FFFF), to: SIMD8<Float>.self)
     }
 }

@@ -120,22 +120,16 @@ public final class Int8BlockMatrix: @unchecked Sendable {
 
     private static func decodeKScales(type: GGMLType, src p: UnsafeRawPointer, cols: Int, sc: UnsafeMutablePointer<Float>,
                                       m: UnsafeMutablePointer<Float>?, d: UnsafeMutablePointer<Float>, dmin: UnsafeMutablePointer<Float>?) {
-        let u = p.assumingMemoryBound(to: UInt8.self)
         for b in 0 ..< cols / 256 {
             if type == .q4_K {
-                let ub = u + b * 144
-                d[b] = half(p + b * 144, 0); dmin![b] = half(p + b * 144, 2)
-                let q = ub + 4
+                let blk = p + b * 144
+                d[b] = Dequantizer.half(blk, 0); dmin![b] = Dequantizer.half(blk, 2)
                 for j in 0..<8 {
-                    if j < 4 {
-                        sc[b * 8 + j] = Float(q[j] & 63); m![b * 8 + j] = Float(q[j + 4] & 63)
-                    } else {
-                        sc[b * 8 + j] = Float((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4))
-                        m![b * 8 + j] = Float((q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-                    }
+                    let (scale, min) = Dequantizer.scaleMinK4(blk, 4, j)
+                    sc[b * 8 + j] = Float(scale); m![b * 8 + j] = Float(min)
                 }
             } else {
-                d[b] = half(p + b * 210, 208)
+                d[b] = Dequantizer.half(p + b * 210, 208)
                 let scs = (p + b * 210 + 192).assumingMemoryBound(to: Int8.self)
                 for j in 0..<16 { sc[b * 16 + j] = Float(scs[j]) }
             }
@@ -341,11 +335,6 @@ public final class Int8BlockMatrix: @unchecked Sendable {
         }
     }
 
-    @inline(__always)
-    private static func half(_ p: UnsafeRawPointer, _ at: Int) -> Float {
-        Float(Float16(bitPattern: UInt16(littleEndian: p.loadUnaligned(fromByteOffset: at, as: UInt16.self))))
-    }
-
     private static func decodeRow(type: GGMLType, src p: UnsafeRawPointer, cols: Int,
                                   q: UnsafeMutablePointer<Int8>, s: UnsafeMutablePointer<Float>,
                                   o: UnsafeMutablePointer<Float>?) {
@@ -354,13 +343,13 @@ public final class Int8BlockMatrix: @unchecked Sendable {
         case .q8_0:
             for b in 0 ..< cols / 32 {
                 let blk = p + b * 34
-                s[b] = half(blk, 0)
+                s[b] = Dequantizer.half(blk, 0)
                 (q + b * 32).update(from: (blk + 2).assumingMemoryBound(to: Int8.self), count: 32)
             }
         case .q5_0:
             for b in 0 ..< cols / 32 {
                 let blk = p + b * 22
-                s[b] = half(blk, 0)
+                s[b] = Dequantizer.half(blk, 0)
                 let qh = UInt32(littleEndian: blk.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
                 let qs = u + b * 22 + 6
                 for j in 0..<16 {
@@ -373,12 +362,10 @@ public final class Int8BlockMatrix: @unchecked Sendable {
         case .q4_K:
             for b in 0 ..< cols / 256 {
                 let blk = p + b * 144, ub = u + b * 144
-                let d = half(blk, 0), dmin = half(blk, 2)
+                let d = Dequantizer.half(blk, 0), dmin = Dequantizer.half(blk, 2)
                 func scaleMin(_ j: Int) -> (Float, Float) {
-                    let sc = ub + 4
-                    if j < 4 { return (Float(sc[j] & 63), Float(sc[j + 4] & 63)) }
-                    return (Float((sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4)),
-                            Float((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4)))
+                    let (scale, min) = Dequantizer.scaleMinK4(blk, 4, j)
+                    return (Float(scale), Float(min))
                 }
                 for g in 0..<4 {
                     let (sc0, m0) = scaleMin(2 * g), (sc1, m1) = scaleMin(2 * g + 1)
@@ -396,7 +383,7 @@ public final class Int8BlockMatrix: @unchecked Sendable {
         case .q6_K:
             for b in 0 ..< cols / 256 {
                 let blk = p + b * 210, ub = u + b * 210
-                let d = half(blk, 208)
+                let d = Dequantizer.half(blk, 208)
                 let scs = (blk + 192).assumingMemoryBound(to: Int8.self)
                 for j in 0..<16 { s[b * 16 + j] = d * Float(scs[j]) }
                 for g in 0..<2 {
