@@ -151,12 +151,12 @@ func addEditRoutes(to router: Router<RouterRequestContext>, state: RouterState, 
 
     router.get("/v1/edits/{id}") { _, context -> EditDetailResponse in
         let id = try editID(context)
-        let (edit, history) = try await database.run { catalog -> (StoredEdit?, [AuditEntry]) in
-            (try catalog.storedEdit(id: id), try catalog.auditHistory(editID: id))
+        let (edit, history) = try await database.run { catalog -> (EditRecord?, [AuditEntry]) in
+            (try catalog.edit(id: id), try catalog.auditHistory(editID: id))
         }
         guard let edit else { throw HTTPError(.notFound, message: "no edit \(id)") }
-        return EditDetailResponse(edit: EditView(edit.record), hyperparameters: edit.record.hyperparameters.map(RawJSON.init),
-                                  metrics: edit.record.metrics.map(RawJSON.init), history: history.map(AuditView.init))
+        return EditDetailResponse(edit: EditView(edit), hyperparameters: edit.hyperparameters.map(RawJSON.init),
+                                  metrics: edit.metrics.map(RawJSON.init), history: history.map(AuditView.init))
     }
 
     router.post("/v1/edits/{id}/revert") { request, context -> RevertResponse in

@@ -46,13 +46,14 @@ public final class RouterMetrics: Sendable {
         generations.increment()
         tokens.increment(by: result.ids.count)
         if result.edit != nil { expertHits.increment() }
-        hitRatio.record(factory.value(expertHits.label) / factory.value(generations.label))
     }
 
     func recordRejection() { rejections.increment() }
 
     func render(state: RouterState) -> String {
         editsLoaded.record(state.edits?.activeCount ?? 0)
+        let done = factory.value(generations.label)
+        hitRatio.record(done > 0 ? factory.value(expertHits.label) / done : 0)
         queued.record(state.inference?.queued ?? 0)
         return factory.registry.render()
     }

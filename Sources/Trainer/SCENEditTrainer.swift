@@ -6,7 +6,6 @@ import Storage
 
 final class SCENEditTrainer: EditTrainer {
     let editor: SCENEditor
-    var hyperparameters: SCENHyperparameters { editor.hyperparameters }
 
     init(editor: SCENEditor) { self.editor = editor }
 

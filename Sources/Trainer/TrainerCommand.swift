@@ -88,9 +88,7 @@ struct TrainerCommand: ParsableCommand {
 
         var store = try PostgresEditStore(url: settings.postgresURL)
         func makeStep() -> TrainerStep {
-            let step = TrainerStep(repository: store, trainer: engine, maxAttempts: maxAttempts, logger: logger)
-            step.onTrained = { seconds.recordSeconds($0) }
-            return step
+            TrainerStep(repository: store, trainer: engine, maxAttempts: maxAttempts, logger: logger)
         }
         var step = makeStep()
         let consumer = try KafkaConsumer(brokers: settings.kafkaBrokers, group: group, topics: [PipelineTopics.editJobs],
@@ -103,7 +101,9 @@ struct TrainerCommand: ParsableCommand {
             let outcome = try step.handle(message, shouldStop: { shutdown.isRequested })
             consumed.increment()
             switch outcome {
-            case .trained: trained.increment()
+            case .trained(_, let s):
+                trained.increment()
+                seconds.recordSeconds(s)
             case .failed: failed.increment()
             case .skipped, .notFound, .malformedJob: skipped.increment()
             }

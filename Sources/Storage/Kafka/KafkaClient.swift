@@ -392,21 +392,4 @@ public final class KafkaAdmin {
         }
         return created
     }
-
-    /// The number of partitions of `topic` (nil if the broker does not know it).
-    public func partitionCount(_ topic: String, timeout: Double = 5) throws(KafkaError) -> Int? {
-        var metadata: UnsafePointer<rd_kafka_metadata>? = nil
-        let handle = rd_kafka_topic_new(rk, topic, nil)
-        defer { if let handle { rd_kafka_topic_destroy(handle) } }
-        let err = rd_kafka_metadata(rk, 0, handle, &metadata, Int32(timeout * 1000))
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw .adminFailed("metadata of \(topic): \(errorString(err))") }
-        defer { rd_kafka_metadata_destroy(metadata) }
-        for i in 0..<Int(metadata.pointee.topic_cnt) {
-            let t = metadata.pointee.topics[i]
-            if String(cString: t.topic) == topic {
-                return t.err == RD_KAFKA_RESP_ERR_NO_ERROR ? Int(t.partition_cnt) : nil
-            }
-        }
-        return nil
-    }
 }

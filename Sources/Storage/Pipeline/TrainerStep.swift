@@ -25,8 +25,6 @@ public final class TrainerStep {
     let retryDelay: Double
     let actor: String
     let logger: Logger
-    /// Observed with the seconds of every successful training (the histogram).
-    public var onTrained: (Double) -> Void = { _ in }
 
     public init(repository: TrainingRepository, trainer: EditTrainer, maxAttempts: Int = 3, retryDelay: Double = 1,
                 actor: String = "scen-trainer", logger: Logger = Logger(label: "scen-trainer")) {
@@ -75,7 +73,6 @@ public final class TrainerStep {
             if case .success(let result) = outcome {
                 do {
                     let stored = try repository.completeTraining(editID: edit.id, attempt: edit.attempts, result: result, actor: actor)
-                    onTrained(seconds)
                     meta["status"] = "\(stored.status.rawValue)"
                     meta["seconds"] = "\(String(format: "%.2f", seconds))"
                     logger.info("edit trained", metadata: meta)

@@ -51,6 +51,8 @@ public protocol EditCatalog: AnyObject {
     func activeEdits() throws -> [StoredEdit]
     /// One edit with its expert and neuron when trained.
     func storedEdit(id: Int64) throws -> StoredEdit?
+    /// One edit's row alone (no expert or neuron decoded).
+    func edit(id: Int64) throws -> EditRecord?
     /// Edits by id ascending after `afterID` (keyset paging), optionally of one status.
     func edits(status: EditStatus?, afterID: Int64, limit: Int) throws -> [EditRecord]
     /// The audit rows of one edit, oldest first.

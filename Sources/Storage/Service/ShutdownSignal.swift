@@ -1,5 +1,6 @@
-// SIGTERM / SIGINT → a flag the service loops check between messages. A second signal makes
-// `isUrgent` true: abandon the current message (without committing its offset) and exit.
+// SIGTERM / SIGINT → a flag the service loops check between messages; handlers registered with
+// `whenSignalled` see every signal (ConsumerLoop exits at once on the second one, leaving the
+// current message's offset uncommitted).
 import Foundation
 
 public final class ShutdownSignal: @unchecked Sendable {
@@ -28,6 +29,4 @@ public final class ShutdownSignal: @unchecked Sendable {
 
     /// A stop was requested: finish the current message, then exit.
     public var isRequested: Bool { lock.withLock { count > 0 } }
-    /// A second stop was requested: abandon the current message now.
-    public var isUrgent: Bool { lock.withLock { count > 1 } }
 }
