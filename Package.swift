@@ -84,11 +84,13 @@ let package = Package(
         // Hermetic unit tests: tiny synthetic models, no network, broker or database.
         .testTarget(name: "CoreTests", dependencies: ["Core"], swiftSettings: fastMath),
         // Against the real model file (models/), run by `make test`.
-        .testTarget(name: "ModelTests", dependencies: ["Core"], swiftSettings: fastMath),
+        .testTarget(name: "ModelTests", dependencies: ["Core", "TestSupport"], swiftSettings: fastMath),
+        // Test support: where the real model and fixtures are, loaded once per test process.
+        .target(name: "TestSupport", dependencies: ["Core"], path: "Tests/TestSupport"),
         // Against the local stack (PostgreSQL + Kafka broker), run by `make test`.
         .testTarget(
             name: "StackTests",
-            dependencies: ["Core", "Storage", "Router", "EditStoreScenarios",
+            dependencies: ["Core", "Storage", "Router", "EditStoreScenarios", "TestSupport",
                            .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         // Hermetic: event validation, expert codec, in-memory repositories, pipeline steps.
@@ -99,7 +101,7 @@ let package = Package(
         // The router driven in-process (real model; the stack for the edit endpoints).
         .testTarget(
             name: "RouterTests",
-            dependencies: ["Router", "Core", "Storage", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["Router", "Core", "Storage", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
     ]
 )

@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 import Core
+import TestSupport
 
 /// One entry of Tests/Fixtures/dequant.json.
 private struct DequantFixture: Decodable {

@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 import Core
+import TestSupport
 
 private struct LogitsCase: Decodable {
     let prompt: String

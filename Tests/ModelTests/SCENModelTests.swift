@@ -7,6 +7,7 @@
 import Foundation
 import Testing
 import Core
+import TestSupport
 
 private extension ModelTestEnvironment {
     static var loaded: Result<(GemmaModel, GemmaTokenizer), any Error> {

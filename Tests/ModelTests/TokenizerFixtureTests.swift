@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Core
+import TestSupport
 
 /// Locations of the real model and the llama.cpp oracle fixture, relative to the package root.
 private extension ModelTestEnvironment {
@@ -85,8 +86,7 @@ struct TokenizerFixtureTests {
     /// Release-build budgets: building from parsed metadata < 0.5 s, encoding 1,000 characters < 5 ms.
     /// Best of several runs, so tests running in parallel on a small machine do not make it flaky.
     @Test func isFastEnough() throws {
-        let modelPath = try #require(ModelTestEnvironment.modelPath)
-        let gguf = try GGUFFile(path: modelPath)
+        let gguf = try ModelTestEnvironment.file.get()
         let clock = ContinuousClock()
         var buildTime = Duration.seconds(1_000)
         var built: GemmaTokenizer?

@@ -2,34 +2,15 @@ import Core
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import TestSupport
 import Testing
 
 import Router
 
-/// One model for the whole suite (loading takes a second; sessions are per worker).
-enum SharedModel {
-    static let root: URL = {
-        var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-            url.deleteLastPathComponent()
-        }
-        return url
-    }()
-    static let path = ProcessInfo.processInfo.environment["SCEN_MODEL"] ?? root.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
-    static var available: Bool {
-        ProcessInfo.processInfo.environment["SCEN_REQUIRE_MODEL"] == "1" || FileManager.default.fileExists(atPath: path)
-    }
-    static let loaded: Result<(GemmaModel, GemmaTokenizer), Error> = Result {
-        let file = try GGUFFile(path: path)
-        return (try GemmaModel(file: file, threads: 2), try GemmaTokenizer(gguf: file))
-    }
-    static func get() throws -> (GemmaModel, GemmaTokenizer) { try loaded.get() }
-}
-
-@Suite("Router HTTP (real model)", .enabled(if: SharedModel.available), .serialized)
+@Suite("Router HTTP (real model)", .enabled(if: ModelTestEnvironment.enabled), .serialized)
 struct RouterHTTPTests {
     func makeApp(workers: Int = 1, queueLimit: Int = 8, cap: Int = 64, ready: Bool = true) throws -> some ApplicationProtocol {
-        let (model, tokenizer) = try SharedModel.get()
+        let (model, tokenizer) = (try ModelTestEnvironment.model.get(), try ModelTestEnvironment.tokenizer.get())
         let state = RouterState(modelName: "gemma-3-270m", defaultMaxTokens: 8)
         if ready {
             state.inference = InferenceService(model: model, tokenizer: tokenizer, workers: workers, queueLimit: queueLimit, maxTokensCap: cap)

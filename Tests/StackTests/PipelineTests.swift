@@ -3,6 +3,7 @@
 // uses its own topics (SCEN_TOPIC_PREFIX), database and consumer groups.
 import Foundation
 import Storage
+import TestSupport
 import Testing
 
 /// One isolated pipeline: topic prefix, database, log folder.
@@ -34,7 +35,7 @@ final class PipelineHarness {
     var environment: [String: String] {
         ["SCEN_POSTGRES_URL": databaseURL, "SCEN_KAFKA_BROKERS": brokers, "SCEN_TOPIC_PREFIX": prefix,
          "SCEN_KAFKA_SETTINGS": "session.timeout.ms=6000,heartbeat.interval.ms=1000",
-         "SCEN_MODEL": StackEnvironment.packageRoot.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path,
+         "SCEN_MODEL": ModelTestEnvironment.modelPath ?? "models/gemma-3-270m-q4_k_m.gguf",
          "SCEN_MIGRATIONS": TestDatabase.migrationsDirectory, "SCEN_METRICS_PORT": "0", "OPENBLAS_NUM_THREADS": "2"]
     }
 

@@ -8,6 +8,7 @@ import HummingbirdTesting
 import Logging
 import Router
 import Storage
+import TestSupport
 import Testing
 
 private func json(_ buffer: ByteBuffer) throws -> [String: Any] {
@@ -121,10 +122,8 @@ struct EndToEndTests {
         let trainer = try harness.start("scen-trainer", group: "trainer")
         defer { ingest.terminate(); trainer.terminate() }
 
-        let modelPath = StackEnvironment.packageRoot.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
-        let file = try GGUFFile(path: modelPath)
-        let model = try GemmaModel(file: file, threads: 2)
-        let tokenizer = try GemmaTokenizer(gguf: file)
+        let model = try ModelTestEnvironment.model.get()
+        let tokenizer = try ModelTestEnvironment.tokenizer.get()
         let live = try LiveEdits(model: model, tokenizer: tokenizer, hyperparameters: SCENHyperparameters(),
                                  logger: Logger(label: "e2e-router"))
         let url = harness.databaseURL

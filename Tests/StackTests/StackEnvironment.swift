@@ -2,34 +2,14 @@
 // the env file `scripts/stack up` writes to .stack/env. `make test` sets SCEN_REQUIRE_STACK=1,
 // which turns a missing stack into a failure instead of a skipped suite.
 import Foundation
+import Storage
+import TestSupport
 
 enum StackEnvironment {
-    static let packageRoot: URL = {
-        var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-            url.deleteLastPathComponent()
-        }
-        return url
-    }()
+    static let packageRoot = ModelTestEnvironment.packageRoot ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
 
-    static let settings: [String: String] = {
-        var values: [String: String] = [:]
-        let file = ProcessInfo.processInfo.environment["SCEN_STACK_ENV"]
-            ?? packageRoot.appendingPathComponent(".stack/env").path
-        if let text = try? String(contentsOfFile: file, encoding: .utf8) {
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1)
-                if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
-            }
-        }
-        for key in ["SCEN_POSTGRES_URL", "SCEN_KAFKA_BROKERS"] {
-            if let v = ProcessInfo.processInfo.environment[key] { values[key] = v }
-        }
-        return values
-    }()
-
-    static var postgresURL: String? { settings["SCEN_POSTGRES_URL"] }
-    static var kafkaBrokers: String? { settings["SCEN_KAFKA_BROKERS"] }
+    static var postgresURL: String? { SettingsResolver.value("SCEN_POSTGRES_URL") }
+    static var kafkaBrokers: String? { SettingsResolver.value("SCEN_KAFKA_BROKERS") }
 
     /// True when the suites should run: the stack is configured, or it is required (then a
     /// missing stack fails loudly inside the tests).
