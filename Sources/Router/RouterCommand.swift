@@ -48,9 +48,7 @@ struct RouterCommand: AsyncParsableCommand {
         let modelPath = SettingsResolver.modelPath(flag: model)
 
         let postgresURL = SettingsResolver.postgresURL(flag: self.postgresURL)
-        let hp = try hyperparameters.map {
-            try JSONDecoder().decode(SCENHyperparameters.self, from: Data(contentsOf: URL(fileURLWithPath: $0)))
-        } ?? SCENHyperparameters()
+        let hp = try SCENHyperparameters.load(hyperparameters)
 
         let state = RouterState(modelName: URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent,
                                 defaultMaxTokens: 32)

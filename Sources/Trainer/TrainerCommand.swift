@@ -59,10 +59,7 @@ struct TrainerCommand: ParsableCommand {
         guard FileManager.default.fileExists(atPath: modelPath) else {
             throw ValidationError("model file \(modelPath) not found: run scripts/bootstrap, or pass --model")
         }
-        var hp = SCENHyperparameters()
-        if let hyperparameters {
-            hp = try JSONDecoder().decode(SCENHyperparameters.self, from: Data(contentsOf: URL(fileURLWithPath: hyperparameters)))
-        }
+        let hp = try SCENHyperparameters.load(hyperparameters)
         let loadStart = Date()
         let file = try GGUFFile(path: modelPath)
         let tokenizer = try GemmaTokenizer(gguf: file)

@@ -13,20 +13,19 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "JSONL benchmark file (ZsRE or CounterFact format).") var data: String
     @Option(help: "Number of edits T (the first T cases after --offset).") var limit: Int = 100
     @Option(help: "Cases to skip first.") var offset: Int = 0
-    @Option(help: "scen | ft | none") var method: String = "scen"
+    @Option(help: "scen | ft | none") var method: EditMethod = .scen
     @Option(help: "Write the report JSON here.") var report: String?
     @Option(name: .customLong("eval-every"), help: "Also evaluate every K edits.") var evalEvery: Int?
-    @Option(help: "GGUF model file.") var model: String = "models/gemma-3-270m-q4_k_m.gguf"
-    @Option(help: "Threads.") var threads: Int = 2
+    @OptionGroup var model: ModelOptions
     @Option(help: "SCENHyperparameters as JSON (a file path or inline JSON); flags below override it.") var config: String?
     @Option(help: "Edit layer L.") var layer: Int?
-    @Option(name: .customLong("expert-form"), help: "lowrank | full") var expertForm: String?
+    @Option(name: .customLong("expert-form"), help: "lowrank | full") var expertForm: SCENHyperparameters.ExpertForm?
     @Option(help: "Expert rank r.") var rank: Int?
     @Option(name: .customLong("expert-steps")) var expertSteps: Int?
     @Option(name: .customLong("expert-lr")) var expertLR: Float?
     @Option(name: .customLong("expert-stop-loss")) var expertStopLoss: Float?
     @Option var theta: Float?
-    @Option(name: .customLong("neuron-loss"), help: "scen | logistic-margin") var neuronLoss: String?
+    @Option(name: .customLong("neuron-loss"), help: "scen | logistic-margin") var neuronLoss: SCENHyperparameters.NeuronLoss?
     @Option(name: .customLong("neuron-steps")) var neuronSteps: Int?
     @Option(name: .customLong("neuron-lr")) var neuronLR: Float?
     @Option(name: .customLong("neuron-margin")) var neuronMargin: Float?
@@ -40,25 +39,15 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("prompt-template")) var promptTemplate: String?
 
     func hyperparameters() throws -> SCENHyperparameters {
-        var hp = SCENHyperparameters()
-        if let config {
-            let json = FileManager.default.fileExists(atPath: config) ? try Data(contentsOf: URL(fileURLWithPath: config)) : Data(config.utf8)
-            hp = try JSONDecoder().decode(SCENHyperparameters.self, from: json)
-        }
+        var hp = try SCENHyperparameters.load(config)
         if let layer { hp.layer = layer }
-        if let expertForm {
-            guard let f = SCENHyperparameters.ExpertForm(rawValue: expertForm) else { throw ValidationError("--expert-form lowrank|full") }
-            hp.expertForm = f
-        }
+        if let expertForm { hp.expertForm = expertForm }
         if let rank { hp.rank = rank }
         if let expertSteps { hp.expertSteps = expertSteps }
         if let expertLR { hp.expertLearningRate = expertLR }
         if let expertStopLoss { hp.expertStopLoss = expertStopLoss }
         if let theta { hp.theta = theta }
-        if let neuronLoss {
-            guard let l = SCENHyperparameters.NeuronLoss(rawValue: neuronLoss) else { throw ValidationError("--neuron-loss scen|logistic-margin") }
-            hp.neuronLoss = l
-        }
+        if let neuronLoss { hp.neuronLoss = neuronLoss }
         if let neuronSteps { hp.neuronSteps = neuronSteps }
         if let neuronLR { hp.neuronLearningRate = neuronLR }
         if let neuronMargin { hp.neuronMargin = neuronMargin }
@@ -74,17 +63,13 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard let m = EditMethod(rawValue: method) else { throw ValidationError("--method scen|ft|none") }
         let hp = try hyperparameters()
         let all = try EditBenchmark.load(path: data)
         let cases = Array(all.dropFirst(offset).prefix(limit))
         let stderr = FileHandle.standardError
         func status(_ s: String) { stderr.write(Data("\r\u{1B}[K\(s)".utf8)) }
-        status("loading \(model)")
-        let file = try GGUFFile(path: model)
-        let gemma = try GemmaModel(file: file, threads: threads)
-        let tokenizer = try GemmaTokenizer(gguf: file)
-        let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: m, cases: cases)
+        let (gemma, tokenizer) = try model.load()
+        let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: method, cases: cases)
         evaluation.progress = status
         var result = try evaluation.run(evalEvery: evalEvery)
         result.data = data
@@ -96,3 +81,7 @@ struct EvalCommand: ParsableCommand {
         print(String(decoding: json, as: UTF8.self))
     }
 }
+
+extension EditMethod: ExpressibleByArgument {}
+extension SCENHyperparameters.ExpertForm: ExpressibleByArgument {}
+extension SCENHyperparameters.NeuronLoss: ExpressibleByArgument {}

@@ -143,6 +143,15 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     }
 
     /// Throws `SCENError.invalidHyperparameters` unless every value is usable with `config`.
+    /// The defaults overridden by JSON given inline or as the path of a file holding it (nil: the
+    /// defaults), as the CLI, the trainer and the router take it.
+    public static func load(_ pathOrJSON: String?) throws -> SCENHyperparameters {
+        guard let pathOrJSON else { return SCENHyperparameters() }
+        let json = FileManager.default.fileExists(atPath: pathOrJSON)
+            ? try Data(contentsOf: URL(fileURLWithPath: pathOrJSON)) : Data(pathOrJSON.utf8)
+        return try JSONDecoder().decode(SCENHyperparameters.self, from: json)
+    }
+
     public func validate(for config: GemmaConfig? = nil) throws {
         func check(_ ok: Bool, _ what: String) throws { if !ok { throw SCENError.invalidHyperparameters(what) } }
         try check(layer >= 0, "layer must be ≥ 0")
