@@ -24,7 +24,7 @@ struct IngestCommand: ParsableCommand {
     func run() throws {
         LogfmtLogHandler.bootstrap()
         let logger = Logger(label: "scen-ingest")
-        let settings = service.resolved()
+        let settings = service.resolved(defaultMetricsPort: 9401)
 
         let metrics = PrometheusMetricsFactory()
         MetricsSystem.bootstrap(metrics)
@@ -50,7 +50,7 @@ struct IngestCommand: ParsableCommand {
             tokenizer.encode($0, addBOS: false).count
         }
 
-        try service.prepare(logger: logger, topics: PipelineTopics.all)
+        try settings.prepare(logger: logger, topics: PipelineTopics.all)
         let producer = try KafkaProducer(brokers: settings.kafkaBrokers, settings: settings.producerSettings)
         var store = try PostgresEditStore(url: settings.postgresURL)
         var step = IngestStep(validator: validator, corrections: store, deadLetters: store, sink: producer, logger: logger)

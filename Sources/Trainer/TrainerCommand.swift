@@ -38,7 +38,7 @@ struct TrainerCommand: ParsableCommand {
     func run() throws {
         LogfmtLogHandler.bootstrap()
         let logger = Logger(label: "scen-trainer")
-        let settings = service.resolved()
+        let settings = service.resolved(defaultMetricsPort: 9402)
 
         let metrics = PrometheusMetricsFactory()
         MetricsSystem.bootstrap(metrics)
@@ -52,7 +52,7 @@ struct TrainerCommand: ParsableCommand {
         let server = try MetricsServer(registry: metrics.registry, host: settings.metricsHost, port: settings.metricsPort)
         logger.info("metrics listening", metadata: ["url": "http://\(settings.metricsHost):\(server.port)/metrics"])
 
-        try service.prepare(logger: logger, topics: [PipelineTopics.editJobs])
+        try settings.prepare(logger: logger, topics: [PipelineTopics.editJobs])
 
         // The model, once, with progress in the log.
         let modelPath = SettingsResolver.modelPath(flag: model)

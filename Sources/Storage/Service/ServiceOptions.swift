@@ -32,9 +32,9 @@ public struct ServiceOptions: ParsableArguments {
     @Option(help: "Exit after this many seconds without a message (for batch runs and tests).")
     public var exitWhenIdle: Double?
 
-    var defaultMetricsPort: Int { CommandLine.arguments.first?.hasSuffix("trainer") == true ? 9402 : 9401 }
-
-    public func resolved() -> ServiceSettings {
+    /// Flags over the environment over the stack's env file; `defaultMetricsPort` is the
+    /// service's own (ingest 9401, trainer 9402).
+    public func resolved(defaultMetricsPort: Int) -> ServiceSettings {
         var kafka = SettingsResolver.kafkaSettings()
         for pair in kafkaSettings {
             let kv = pair.split(separator: "=", maxSplits: 1)
@@ -47,9 +47,5 @@ public struct ServiceOptions: ParsableArguments {
             metricsHost: SettingsResolver.value("SCEN_METRICS_HOST", flag: metricsHost) ?? "0.0.0.0",
             metricsPort: metricsPort ?? SettingsResolver.value("SCEN_METRICS_PORT").flatMap(Int.init) ?? defaultMetricsPort,
             migrate: migrate, migrationsDirectory: migrations, exitWhenIdle: exitWhenIdle)
-    }
-
-    public func prepare(logger: Logger, topics: [String]) throws {
-        try resolved().prepare(logger: logger, topics: topics)
     }
 }
