@@ -57,8 +57,13 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
 
     /// Rebuilds the table from every active edit (start, and after notifications).
     public func reload(from catalog: any EditCatalog) throws {
+        try install(catalog.activeEdits())
+    }
+
+    /// Makes `active` the routing table.
+    private func install(_ active: [StoredEdit]) throws {
         // Oldest correction first, so that of several edits of one prompt the latest wins.
-        let edits = try catalog.activeEdits().sorted { $1.record.isLater(than: $0.record) }
+        let edits = active.sorted { $1.record.isLater(than: $0.record) }
         let entries = edits.compactMap { $0.editEntry(hyperparameters: hyperparameters) }
         let skipped = edits.count - entries.count
         let loaded = try empty.adding(contentsOf: entries)
@@ -82,15 +87,16 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
             do {
                 let listener = try PostgresConnection(url: url)
                 try listener.listen(PipelineChannels.edits)
-                let catalog = PostgresEditStore(try PostgresConnection(url: url))
-                try reload(from: catalog)
+                // Reloads decode only new or changed experts and neurons (ids and versions first).
+                let cache = ActiveEditCache(repository: PostgresEditStore(try PostgresConnection(url: url)))
+                try install(cache.activeEdits(excluding: 0))
                 lastReload = Date()
                 logger.info("following edits", metadata: ["active": "\(activeCount)"])
                 while !shouldStop {
                     let notes = try listener.notifications(timeout: 1)
                     if !notes.isEmpty || Date().timeIntervalSince(lastReload) > resync {
                         let start = Date()
-                        try reload(from: catalog)
+                        try install(cache.activeEdits(excluding: 0))
                         lastReload = Date()
                         if !notes.isEmpty {
                             logger.info("edits changed", metadata: [
