@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prefill/decode throughput of scen against llama.cpp on the same GGUF, same prompt, same
 # thread count, one after the other in this script; prints both JSON lines and the ratios.
-# Needs llama-cpp-python (see tools/make_fixtures.py for the venv): PYTHON=/work/.venv-oracle/bin/python
+# Needs llama-cpp-python: PYTHON=…, else the venv tools/oracle-venv makes (built on first use).
 # Usage: bench/generate.sh [--threads N] [--numerics float32|llamaCppCompatible]   (idle machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-py=${PYTHON:-/work/.venv-oracle/bin/python}
+py=${PYTHON:-$(tools/oracle-venv)}
 model=${SCEN_MODEL:-models/gemma-3-270m-q4_k_m.gguf}
 prompt=$(mktemp); trap 'rm -f "$prompt"' EXIT
 for _ in 1 2 3 4 5 6; do

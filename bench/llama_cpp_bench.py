@@ -2,9 +2,9 @@
 """llama.cpp reference benchmark (prefill and decode tokens/s) for the GGUF model.
 
 Standalone: needs only llama-cpp-python (`llama_cpp`) and the stdlib. Set up the
-venv as described in tools/make_fixtures.py (/work/.venv-oracle), then:
+venv tools/oracle-venv makes (.venv-oracle), then:
 
-    /work/.venv-oracle/bin/python bench/llama_cpp_bench.py \
+    .venv-oracle/bin/python bench/llama_cpp_bench.py \
         --model models/gemma-3-270m-q4_k_m.gguf --threads 2 [--prompt-file P]
 
 Method:

@@ -13,7 +13,7 @@ own greedy tokens (Tests/Fixtures/greedy.json or --file), so they can be compare
 
 Not needed to build or test the package; needs the oracle venv (see make_fixtures.py):
 
-    /work/.venv-oracle/bin/python tools/llama_dump_activations.py --case 9 --steps 2 \
+    .venv-oracle/bin/python tools/llama_dump_activations.py --case 9 --steps 2 \
         --names l_out,ffn_geglu,ffn_out,kq,kq_soft_max,kqv,result_output --out /tmp/llama-case9
 """
 import argparse

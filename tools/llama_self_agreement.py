@@ -9,7 +9,7 @@ fixture's. This is the noise floor any second implementation is measured against
 
 Not needed to build or test the package; needs the oracle venv (see make_fixtures.py):
 
-    /work/.venv-oracle/bin/python tools/llama_self_agreement.py \
+    .venv-oracle/bin/python tools/llama_self_agreement.py \
         --model models/gemma-3-270m-q4_k_m.gguf --fixtures Tests/Fixtures
 """
 import argparse

@@ -16,16 +16,14 @@ reference GGUF reader/dequantiser of the `gguf` Python package. This script is
 NOT needed to build or test the Swift package: its outputs are committed under
 Tests/Fixtures/. Re-run it only to regenerate them.
 
-Setup (once; the venv lives OUTSIDE the repo; llama-cpp-python compiles
+Setup (once; the venv is .venv-oracle/, git-ignored; llama-cpp-python compiles
 llama.cpp from source, ~10-25 min on 2 cores):
 
-    python3 -m venv /work/.venv-oracle
-    CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 \
-        /work/.venv-oracle/bin/pip install llama-cpp-python gguf numpy
+    tools/oracle-venv      # .venv-oracle/ in the package root; prints its python
 
 Run (from the repo root):
 
-    /work/.venv-oracle/bin/python tools/make_fixtures.py \
+    .venv-oracle/bin/python tools/make_fixtures.py \
         --model models/gemma-3-270m-q4_k_m.gguf --out Tests/Fixtures
 
 Files written to --out (all UTF-8 JSON; the list files have one entry a line):

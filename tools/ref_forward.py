@@ -23,7 +23,7 @@ Architecture (mirrors llama.cpp's gemma3 graph):
   rms(v) = v / sqrt(mean(v^2) + 1e-6); the GGUF norm weights already hold 1+w.
 
 Run (venv as in tools/make_fixtures.py; reads the prompts/ids of logits.json):
-    /work/.venv-oracle/bin/python tools/ref_forward.py \
+    .venv-oracle/bin/python tools/ref_forward.py \
         --model models/gemma-3-270m-q4_k_m.gguf --fixtures Tests/Fixtures
 
 Writes reference_f64.json: a list, one entry a line, same order as
