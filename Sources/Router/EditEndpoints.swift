@@ -14,6 +14,8 @@ struct EditView: Encodable {
     var attempts: Int
     var error: String?
     var supersededBy: Int64?
+    /// Why the blast-radius check held the edit for review (status `held`).
+    var heldReason: String?
     var correctedAt: Date
     var createdAt: Date
     var updatedAt: Date
@@ -22,6 +24,7 @@ struct EditView: Encodable {
         case id, prompt, target, rephrases, status, attempts, error
         case eventID = "event_id"
         case supersededBy = "superseded_by"
+        case heldReason = "held_reason"
         case correctedAt = "corrected_at"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
@@ -29,7 +32,7 @@ struct EditView: Encodable {
 
     init(_ r: EditRecord) {
         id = r.id; eventID = r.eventID; prompt = r.prompt; target = r.target; rephrases = r.rephrases
-        status = r.status.rawValue; attempts = r.attempts; error = r.error; supersededBy = r.supersededBy
+        status = r.status.rawValue; attempts = r.attempts; error = r.error; supersededBy = r.supersededBy; heldReason = r.heldReason
         correctedAt = r.correctedAt; createdAt = r.createdAt; updatedAt = r.updatedAt
     }
 }

@@ -6,15 +6,22 @@ import Foundation
 import Logging
 import Storage
 
-/// Per-request editor over one snapshot; remembers which edit fired.
+/// Per-request editor over one snapshot; remembers which edit fired and offers the prompt's
+/// routing key to the traffic reservoir.
 final class SCENRequestEditor: RequestEditor, @unchecked Sendable {
     private let router: SCENRouter
+    private let reservoir: TrafficReservoir?
     var layer: Int { router.layer }
 
-    init(router: SCENRouter) { self.router = router }
+    init(router: SCENRouter, reservoir: TrafficReservoir?) {
+        self.router = router
+        self.reservoir = reservoir
+    }
 
     func selectEdit(for activations: FFNActivations) -> (any DownProjectionEdit)? {
-        router.selectEdit(for: activations)
+        let edit = router.selectEdit(for: activations)
+        if let reservoir, let key = router.key { reservoir.offer(key) }
+        return edit
     }
 
     var firedEdit: (id: Int64, score: Float)? {
@@ -26,6 +33,8 @@ final class SCENRequestEditor: RequestEditor, @unchecked Sendable {
 public final class LiveEdits: EditRouting, @unchecked Sendable {
     let store: EditIndexStore
     let hyperparameters: SCENHyperparameters
+    /// Keys of served prompts for the trainer (nil: the reservoir is switched off).
+    let reservoir: TrafficReservoir?
     private let empty: EditIndex
     private let logger: Logger
     private let stopped = NSLock()
@@ -33,20 +42,35 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
 
     /// The empty table for `model`: the key statistics of the generic prompt pool at the edit
     /// layer are computed here (a few hundred forwards, cached per model and layer).
-    public init(model: GemmaModel, tokenizer: GemmaTokenizer, hyperparameters: SCENHyperparameters, logger: Logger) throws {
+    /// `reservoir`: keep a sample of this many routing keys of served prompts (0: off).
+    public init(model: GemmaModel, tokenizer: GemmaTokenizer, hyperparameters: SCENHyperparameters, reservoir: Int = 0,
+                logger: Logger) throws {
         try hyperparameters.validate(for: model.config)
-        let pool = try NegativePool.shared(model: model, tokenizer: tokenizer, layer: hyperparameters.layer) { done, total in
+        let pool = try NegativePool.shared(model: model, tokenizer: tokenizer, layer: hyperparameters.layer, pooling: hyperparameters.keyPooling) { done, total in
             if done == total || done % 100 == 0 { logger.info("key statistics", metadata: ["done": "\(done)", "total": "\(total)"]) }
         }
         empty = EditIndex(hyperparameters: hyperparameters, pool: pool, ffnSize: model.config.ffnSize)
         store = EditIndexStore(empty)
         self.hyperparameters = hyperparameters
+        self.reservoir = reservoir > 0 ? TrafficReservoir(capacity: reservoir) : nil
         self.logger = logger
     }
 
     public func makeEditor() -> (any RequestEditor)? {
         let snapshot = store.snapshot
-        return snapshot.isEmpty ? nil : SCENRequestEditor(router: snapshot.makeRouter())
+        return snapshot.isEmpty && reservoir == nil ? nil : SCENRequestEditor(router: snapshot.makeRouter(), reservoir: reservoir)
+    }
+
+    /// Stores the reservoir's changed slots (kept for the next flush if storing fails).
+    public func flushTraffic(to repository: any TrafficKeyRepository) throws {
+        guard let reservoir else { return }
+        let changed = reservoir.takeChanged()
+        do {
+            try repository.storeTrafficKeys(layer: hyperparameters.layer, pooling: hyperparameters.keyPooling.rawValue, slots: changed)
+        } catch {
+            reservoir.markChanged(changed)
+            throw error
+        }
     }
 
     public var activeCount: Int { store.snapshot.count }
@@ -81,19 +105,24 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
     /// Follows `scen_edits` until the process ends: each burst of notifications triggers one
     /// reload; a lost connection is re-opened, and a full reload every `resync` seconds covers
     /// anything missed meanwhile.
-    public func follow(url: String, resync: Double = 30) {
-        var lastReload = Date()
+    public func follow(url: String, resync: Double = 30, trafficFlush: Double = 5) {
+        var lastReload = Date(), lastFlush = Date()
         while !shouldStop {
             do {
                 let listener = try PostgresConnection(url: url)
                 try listener.listen(PipelineChannels.edits)
                 // Reloads decode only new or changed experts and neurons (ids and versions first).
-                let cache = ActiveEditCache(repository: PostgresEditStore(try PostgresConnection(url: url)))
+                let writer = PostgresEditStore(try PostgresConnection(url: url))
+                let cache = ActiveEditCache(repository: writer)
                 try install(cache.activeEdits(excluding: 0))
                 lastReload = Date()
                 logger.info("following edits", metadata: ["active": "\(activeCount)"])
                 while !shouldStop {
                     let notes = try listener.notifications(timeout: 1)
+                    if Date().timeIntervalSince(lastFlush) > trafficFlush {
+                        try flushTraffic(to: writer)
+                        lastFlush = Date()
+                    }
                     if !notes.isEmpty || Date().timeIntervalSince(lastReload) > resync {
                         let start = Date()
                         try install(cache.activeEdits(excluding: 0))

@@ -40,6 +40,10 @@ struct RouterCommand: AsyncParsableCommand {
     @Option(help: "SCEN hyperparameters as a JSON file (layer, θ, key gate; must match the trainer's).")
     var hyperparameters: String?
 
+    @Option(help: ArgumentHelp("Routing keys of served prompts kept for the trainer (env SCEN_TRAFFIC_RESERVOIR; 0: off).",
+                               discussion: "A uniform sample of the prompts' routing keys (never their text), stored in PostgreSQL (traffic_keys) every 5 s; the trainer trains new indexing neurons against them and holds an edit that would answer too much of them."))
+    var trafficReservoir: Int?
+
     func run() async throws {
         var logger = Logger(label: "scen-router")
         logger.logLevel = .info
@@ -64,6 +68,7 @@ struct RouterCommand: AsyncParsableCommand {
         // Load the model, the negative pool's key statistics and the active edits off the
         // event loops; /readyz turns 200 when all are in.
         let (threads, workers, queueLimit, cap) = (self.threads, self.workers, self.queueLimit, self.maxTokensCap)
+        let reservoir = max(0, trafficReservoir ?? env["SCEN_TRAFFIC_RESERVOIR"].flatMap(Int.init) ?? 1000)
         Thread.detachNewThread { [logger] in
             do {
                 let start = Date()
@@ -73,7 +78,7 @@ struct RouterCommand: AsyncParsableCommand {
                 state.inference = InferenceService(model: gemma, tokenizer: tokenizer, workers: workers,
                                                    queueLimit: queueLimit, maxTokensCap: cap)
                 logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(Date().timeIntervalSince(start))"])
-                let table = try LiveEdits(model: gemma, tokenizer: tokenizer, hyperparameters: hp, logger: logger)
+                let table = try LiveEdits(model: gemma, tokenizer: tokenizer, hyperparameters: hp, reservoir: reservoir, logger: logger)
                 try table.reload(from: PostgresEditStore(try PostgresConnection(url: postgresURL)))
                 state.edits = table
                 logger.info("ready", metadata: ["active_edits": "\(table.activeCount)"])

@@ -1,13 +1,19 @@
 // The real engine behind scen-trainer: Core's SCENEditor (stage 1 expert, stage 2 indexing
-// neuron, refinement of earlier neurons), translated to and from the Storage records.
+// neuron against the router's traffic reservoir, refinement of earlier neurons, supersede by
+// meaning, the blast-radius check), translated to and from the Storage records.
 import Core
 import Foundation
 import Storage
 
 final class SCENEditTrainer: EditTrainer {
     let editor: SCENEditor
+    /// The router's traffic reservoir as stored now (read before every edit).
+    let traffic: () throws -> TrafficKeys
 
-    init(editor: SCENEditor) { self.editor = editor }
+    init(editor: SCENEditor, traffic: @escaping () throws -> TrafficKeys = { .none }) {
+        self.editor = editor
+        self.traffic = traffic
+    }
 
     func train(_ job: TrainingJob, active: [StoredEdit]) throws -> TrainedEdit {
         let hp = editor.hyperparameters
@@ -15,8 +21,14 @@ final class SCENEditTrainer: EditTrainer {
         // edits and those of another layer have no entry).
         let index = try editor.emptyIndex().adding(contentsOf: active.compactMap { $0.editEntry(hyperparameters: hp) })
         let outcome = try editor.edit(EditRequest(id: String(job.editID), prompt: job.prompt, target: job.target, rephrases: job.rephrases),
-                                      index: index)
+                                      index: index, traffic: try traffic())
         let entry = outcome.entry
+        let b = outcome.blastRadius
+        let blast: [String: Double] = [
+            "traffic_share": b.trafficShare, "traffic_fired": Double(b.trafficFired), "traffic_measured": Double(b.trafficMeasured),
+            "edits_share": b.editsShare, "edits_fired": Double(b.editsFired), "edits_measured": Double(b.editsMeasured),
+            "limit": hp.blastRadiusLimit.map(Double.init) ?? -1,
+        ]
         let refined = outcome.refinedNeurons.compactMap { id, n -> ActiveNeuron? in
             Int64(id).map { ActiveNeuron(editID: $0, neuron: StoredIndexingNeuron(n, layer: hp.layer)) }
         }.sorted { $0.editID < $1.editID }
@@ -25,9 +37,13 @@ final class SCENEditTrainer: EditTrainer {
             "expert_steps": outcome.expertSteps, "expert_initial_loss": Double(outcome.expertInitialLoss),
             "expert_final_loss": Double(outcome.expertFinalLoss), "prefix_forwards": outcome.prefixForwards,
             "refined_neurons": refined.map(\.editID), "index_size": index.count, "attempt": job.attempt,
+            "superseded_by_meaning": outcome.supersededByMeaning.compactMap { Int64($0) },
+            "blast_radius": blast,
         ]
         return TrainedEdit(expert: StoredExpert(entry.expert), neuron: StoredIndexingNeuron(entry.neuron, layer: hp.layer),
-                           refinedNeurons: refined, hyperparameters: try Self.json(hp), metrics: Self.json(metrics))
+                           refinedNeurons: refined, hyperparameters: try Self.json(hp), metrics: Self.json(metrics),
+                           supersedes: outcome.supersededByMeaning.compactMap { Int64($0) }, heldReason: outcome.heldReason,
+                           blastRadius: blast)
     }
 
     static func json(_ hp: SCENHyperparameters) throws -> String {

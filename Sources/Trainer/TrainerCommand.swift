@@ -79,11 +79,14 @@ struct TrainerCommand: ParsableCommand {
                 logger.info("computing negative pool", metadata: ["done": "\(done)", "total": "\(total)"])
             }
         }
-        let engine = SCENEditTrainer(editor: editor)
+        var store = try PostgresEditStore(url: settings.postgresURL)
+        let dims = gemma.config.ffnSize
+        let engine = SCENEditTrainer(editor: editor) {
+            TrafficKeys(slots: try store.trafficKeys(layer: hp.layer, pooling: hp.keyPooling.rawValue, dims: dims))
+        }
         logger.info("SCEN ready", metadata: ["layer": "\(hp.layer)", "form": "\(hp.expertForm.rawValue)", "rank": "\(hp.rank)",
                                              "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(loadStart)))"])
 
-        var store = try PostgresEditStore(url: settings.postgresURL)
         func makeStep() -> TrainerStep {
             TrainerStep(repository: store, trainer: engine, maxAttempts: maxAttempts, logger: logger)
         }

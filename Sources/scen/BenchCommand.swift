@@ -85,7 +85,7 @@ struct RoutingBench: ParsableCommand {
     func run() throws {
         let (gemma, tokenizer) = try model.load()
         let hp = SCENHyperparameters()
-        let pool = try NegativePool.shared(model: gemma, tokenizer: tokenizer, layer: hp.layer)
+        let pool = try NegativePool.shared(model: gemma, tokenizer: tokenizer, layer: hp.layer, pooling: hp.keyPooling)
         let empty = EditIndex(hyperparameters: hp, pool: pool, ffnSize: gemma.config.ffnSize)
         var rng = SystemRandomNumberGenerator()
         let f = gemma.config.ffnSize, d = gemma.config.hiddenSize

@@ -16,6 +16,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "scen | ft | none") var method: EditMethod = .scen
     @Option(help: "Write the report JSON here.") var report: String?
     @Option(name: .customLong("eval-every"), help: "Also evaluate every K edits.") var evalEvery: Int?
+    @Option(help: ArgumentHelp("JSONL file whose unedited cases give the same-format locality prompts and the simulated traffic reservoir (default: --data).",
+                               discussion: "Cases sharing an id or a subject with an edited case are never drawn. For zsre-dev at T≈1000 use zsre-scale.jsonl (no fact in common)."))
+    var traffic: String?
+    @Option(name: .customLong("same-format"), help: "Same-format locality prompts to measure (ZsRE).") var sameFormat: Int = 500
+    @Option(help: "Prompts in the simulated traffic reservoir (negatives and blast radius; never measured).") var reservoir: Int = 1000
     @OptionGroup var model: ModelOptions
     @Option(help: "SCENHyperparameters as JSON (a file path or inline JSON); flags below override it.") var config: String?
     @Option(help: "Edit layer L.") var layer: Int?
@@ -25,7 +30,11 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("expert-lr")) var expertLR: Float?
     @Option(name: .customLong("expert-stop-loss")) var expertStopLoss: Float?
     @Option var theta: Float?
-    @Option(name: .customLong("neuron-loss"), help: "scen | logistic-margin") var neuronLoss: SCENHyperparameters.NeuronLoss?
+    @Option(name: .customLong("key-pooling"), help: "last-token | mean") var keyPooling: KeyPooling?
+    @Option(name: .customLong("blast-radius"), help: "Largest share of traffic an edit may fire on (negative: no check).") var blastRadius: Float?
+    @Option(name: .customLong("supersede-cosine"), help: "Key cosine from which an edit that fires supersedes by meaning (negative: off).") var supersedeCosine: Float?
+    @Option(name: .customLong("traffic-own-cosine")) var trafficOwnCosine: Float?
+    @Option(name: .customLong("neuron-loss"), help: "scen | scen-logit | logistic-margin") var neuronLoss: SCENHyperparameters.NeuronLoss?
     @Option(name: .customLong("neuron-steps")) var neuronSteps: Int?
     @Option(name: .customLong("neuron-lr")) var neuronLR: Float?
     @Option(name: .customLong("neuron-margin")) var neuronMargin: Float?
@@ -47,6 +56,10 @@ struct EvalCommand: ParsableCommand {
         if let expertLR { hp.expertLearningRate = expertLR }
         if let expertStopLoss { hp.expertStopLoss = expertStopLoss }
         if let theta { hp.theta = theta }
+        if let keyPooling { hp.keyPooling = keyPooling }
+        if let blastRadius { hp.blastRadiusLimit = blastRadius < 0 ? nil : blastRadius }
+        if let supersedeCosine { hp.supersedeCosine = supersedeCosine < 0 ? nil : supersedeCosine }
+        if let trafficOwnCosine { hp.trafficOwnCosine = trafficOwnCosine }
         if let neuronLoss { hp.neuronLoss = neuronLoss }
         if let neuronSteps { hp.neuronSteps = neuronSteps }
         if let neuronLR { hp.neuronLearningRate = neuronLR }
@@ -68,8 +81,12 @@ struct EvalCommand: ParsableCommand {
         let cases = Array(all.dropFirst(offset).prefix(limit))
         let stderr = FileHandle.standardError
         func status(_ s: String) { stderr.write(Data("\r\u{1B}[K\(s)".utf8)) }
+        let candidates = try traffic.map(EditBenchmark.load(path:)) ?? all
+        let drawn = SameFormatTraffic.draw(edited: cases, candidates: candidates,
+                                           localityCount: cases.first?.kind == .counterfact ? 0 : sameFormat, reservoirCount: reservoir)
         let (gemma, tokenizer) = try model.load()
-        let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: method, cases: cases)
+        let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: method, cases: cases,
+                                            traffic: drawn)
         evaluation.progress = status
         var result = try evaluation.run(evalEvery: evalEvery)
         result.data = data
@@ -85,3 +102,4 @@ struct EvalCommand: ParsableCommand {
 extension EditMethod: ExpressibleByArgument {}
 extension SCENHyperparameters.ExpertForm: ExpressibleByArgument {}
 extension SCENHyperparameters.NeuronLoss: ExpressibleByArgument {}
+extension KeyPooling: ExpressibleByArgument {}

@@ -16,7 +16,7 @@ struct EditIndexBulkTests {
 
     @Test func bulkAddingEqualsOneByOne() throws {
         let hp = SCENHyperparameters()
-        let empty = EditIndex(layer: hp.layer, ffnSize: Self.f, theta: 0.5)
+        let empty = EditIndex(layer: hp.layer, ffnSize: Self.f, pooling: .mean, theta: 0.5)
         // Prompt "b" is corrected twice: the later edit (3) must win, as with single adds.
         let entries = [entry(1, prompt: "a", seed: 1), entry(2, prompt: "b", seed: 2), entry(3, prompt: "b", seed: 3),
                        entry(4, prompt: "c", seed: -1)]

@@ -3,7 +3,16 @@
 //   reliability / generality: teacher-forced token accuracy of the target on the prompt / on each
 //     rephrase (templated like the prompt); *_em: the greedy answer equals the target exactly.
 //   locality: share of the locality answer's tokens where the edited model's argmax equals the
-//     unedited model's (teacher-forced on locality_prompt + " " + locality_answer).
+//     unedited model's (teacher-forced on locality_prompt + " " + locality_answer): the
+//     benchmark's own locality prompts (ZsRE: raw `nq question:` queries; CounterFact: neighbours).
+//   locality_same_format: the same measure on unrelated prompts in the edits' own format — what a
+//     deployment with one prompt template sees. ZsRE: questions of cases this run does not edit
+//     (SameFormatTraffic), templated, answered by the unedited model's greedy answer;
+//     CounterFact: its neighbourhood prompts, which already are same-format.
+//   A case without locality prompts is missing (counted in locality_missing), never a 1.0.
+//   Same fact corrected twice (same subject and original answer): the standard figures count each
+//     fact once, at its latest correction; earlier ones are measured as latest-wins (their prompt
+//     and rephrases must now give the latest target).
 // Methods: `scen` (experts + indexing neurons + routing), `ft` (FT-L: the same expert training
 // applied cumulatively to the one shared down-projection, no routing), `none` (unedited model).
 
@@ -21,28 +30,56 @@ public final class FixedEditor: DownProjectionEditor {
 
 public struct EvalScores: Codable, Sendable {
     public var edits: Int
-    public var reliability: Double, generality: Double, locality: Double
+    /// Cases in the standard figures (the latest correction of each fact).
+    public var cases_scored: Int
+    public var reliability: Double, generality: Double
+    /// nil when no case had locality prompts.
+    public var locality: Double?
+    public var locality_same_format: Double?
+    public var locality_missing: Int
     public var reliability_em: Double, generality_em: Double
+    /// Earlier corrections of a fact corrected again later: on their prompt and rephrases, the
+    /// teacher-forced accuracy of the latest target (nil: no such pair in the run).
+    public var latest_wins: Double?
+    public var latest_wins_cases: Int
+    /// Every case on its own target, superseded or not (the literature's count, for reference).
+    public var reliability_all_cases: Double
     /// Share of prompts / rephrases on which their own edit's neuron fired (scen only).
     public var fire_prompt_own: Double, fire_rephrase_own: Double
-    /// Share of prompts / rephrases / locality prompts on which any neuron fired (scen only).
-    public var fire_prompt: Double, fire_rephrase: Double, fire_locality: Double
+    /// Share of prompts / rephrases / locality prompts / same-format prompts on which any edit fired.
+    public var fire_prompt: Double, fire_rephrase: Double, fire_locality: Double, fire_same_format: Double
 }
 
 public struct EvalReport: Codable, Sendable {
     public var method: String
     public var data: String
     public var edits: Int
-    public var reliability: Double, generality: Double, locality: Double
+    public var reliability: Double, generality: Double
+    public var locality: Double?
+    public var locality_same_format: Double?
+    public var locality_missing: Int
     public var reliability_em: Double, generality_em: Double
+    public var latest_wins: Double?
+    public var latest_wins_cases: Int
+    public var reliability_all_cases: Double
     public var edit_seconds_p50: Double, edit_seconds_p95: Double
     public var bytes_per_edit: Double
     public var fire_prompt_own: Double, fire_rephrase_own: Double
-    public var fire_prompt: Double, fire_rephrase: Double, fire_locality: Double
-    /// Neurons refined (beyond SCEN) over the run, and expert steps p50.
+    public var fire_prompt: Double, fire_rephrase: Double, fire_locality: Double, fire_same_format: Double
+    /// Neurons refined (beyond SCEN) over the run, and expert steps mean.
     public var refined_neurons: Int
     public var expert_steps_mean: Double
     public var pool_seconds: Double
+    /// How the same-format locality prompts and the simulated reservoir were drawn.
+    public var same_format_source: String
+    public var same_format_prompts: Int, reservoir_prompts: Int
+    /// Edits superseded by meaning, and how many of those really were the same fact (by the data's
+    /// subject and original answer); the rest are corrections lost to a wrong supersede.
+    public var superseded_by_meaning: Int, superseded_same_fact: Int
+    /// Edits held for review by the blast-radius check (not activated), and the mean share of
+    /// reservoir keys a new edit fired on.
+    public var held_for_review: Int
+    public var blast_radius_traffic_mean: Double
     public var config: SCENHyperparameters
     /// Scores after every K edits (--eval-every).
     public var along_the_way: [EvalScores]
@@ -54,18 +91,21 @@ public final class EditEvaluation {
     public let hyperparameters: SCENHyperparameters
     public let method: EditMethod
     public let cases: [EditCase]
+    public let traffic: SameFormatTraffic
     /// Receives progress lines (the CLI draws them on stderr).
     public var progress: ((String) -> Void)?
 
     private let session: GemmaSession
     /// Unedited argmaxes on each case's locality answers, by case index.
     private var baseLocality: [Int: [[Int32]]] = [:]
+    /// Unedited greedy answers and argmaxes of the same-format prompts, by prompt index.
+    private var baseSameFormat: [Int: (answer: String, argmax: [Int32])] = [:]
 
     public init(model: GemmaModel, tokenizer: GemmaTokenizer, hyperparameters: SCENHyperparameters, method: EditMethod,
-                cases: [EditCase]) throws {
+                cases: [EditCase], traffic: SameFormatTraffic) throws {
         try hyperparameters.validate(for: model.config)
         self.model = model; self.tokenizer = tokenizer; self.hyperparameters = hyperparameters
-        self.method = method; self.cases = cases
+        self.method = method; self.cases = cases; self.traffic = traffic
         session = model.makeSession(capacity: 512)
     }
 
@@ -78,34 +118,51 @@ public final class EditEvaluation {
         EditRequest(id: c.id, prompt: formatted(c.prompt, c.kind), target: " " + c.target)
     }
 
+    private var kind: EditCase.Kind { cases.first?.kind ?? .zsre }
+
     public func run(evalEvery: Int? = nil) throws -> EvalReport {
         let hp = hyperparameters
         var editor: SCENEditor?
         var index: EditIndex?
         var poolSeconds = 0.0
+        var reservoir = TrafficKeys.none
         if method == .scen {
             let t0 = Date()
             editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp) { [progress] done, total in
                 if done % 25 == 0 || done == total { progress?("negative pool \(done)/\(total)") }
             }
+            var keys: [[Float]] = []
+            for (i, p) in traffic.reservoirPrompts.enumerated() {
+                keys.append(try editor!.key(of: formatted(p, kind)))
+                if (i + 1) % 50 == 0 || i + 1 == traffic.reservoirPrompts.count {
+                    progress?("traffic reservoir \(i + 1)/\(traffic.reservoirPrompts.count)")
+                }
+            }
+            reservoir = TrafficKeys(keys: keys)
             poolSeconds = Date().timeIntervalSince(t0)
             index = editor!.emptyIndex()
         }
         var ftWeight = model.blocks[hp.layer].down
         var seconds: [Double] = [], bytes: [Int] = [], steps: [Int] = []
-        var refined = 0
+        var refined = 0, held = 0, byMeaning = 0, sameFact = 0
+        var blast: [Double] = []
+        let factOf = Dictionary(cases.map { ($0.id, $0.factKey) }, uniquingKeysWith: { a, _ in a })
         var along: [EvalScores] = []
         let started = Date()
         for (i, c) in cases.enumerated() {
             let t0 = DispatchTime.now().uptimeNanoseconds
             switch method {
             case .scen:
-                let out = try editor!.edit(request(for: c), index: index!)
+                let out = try editor!.edit(request(for: c), index: index!, traffic: reservoir)
                 index = out.index
                 seconds.append(out.seconds)
                 bytes.append(out.entry.byteCount)
                 steps.append(out.expertSteps)
                 refined += out.refinedNeurons.count
+                blast.append(out.blastRadius.trafficShare)
+                if out.heldReason != nil { held += 1 }
+                byMeaning += out.supersededByMeaning.count
+                sameFact += out.supersededByMeaning.filter { c.factKey != nil && factOf[$0] == c.factKey }.count
             case .ft:
                 var forwards = 0
                 let seq = try TrainingSequence(tokenizer: tokenizer, prompt: request(for: c).prompt, target: " " + c.target)
@@ -134,14 +191,22 @@ public final class EditEvaluation {
         return EvalReport(
             method: method.rawValue, data: "", edits: cases.count,
             reliability: final.reliability, generality: final.generality, locality: final.locality,
+            locality_same_format: final.locality_same_format, locality_missing: final.locality_missing,
             reliability_em: final.reliability_em, generality_em: final.generality_em,
+            latest_wins: final.latest_wins, latest_wins_cases: final.latest_wins_cases,
+            reliability_all_cases: final.reliability_all_cases,
             edit_seconds_p50: pct(0.5), edit_seconds_p95: pct(0.95),
             bytes_per_edit: bytes.isEmpty ? 0 : Double(bytes.reduce(0, +)) / Double(bytes.count),
             fire_prompt_own: final.fire_prompt_own, fire_rephrase_own: final.fire_rephrase_own,
             fire_prompt: final.fire_prompt, fire_rephrase: final.fire_rephrase, fire_locality: final.fire_locality,
+            fire_same_format: final.fire_same_format,
             refined_neurons: refined,
             expert_steps_mean: steps.isEmpty ? 0 : Double(steps.reduce(0, +)) / Double(steps.count),
-            pool_seconds: poolSeconds, config: hp, along_the_way: along)
+            pool_seconds: poolSeconds, same_format_source: traffic.description,
+            same_format_prompts: traffic.localityPrompts.count, reservoir_prompts: method == .scen ? traffic.reservoirPrompts.count : 0,
+            superseded_by_meaning: byMeaning, superseded_same_fact: sameFact, held_for_review: held,
+            blast_radius_traffic_mean: blast.isEmpty ? 0 : blast.reduce(0, +) / Double(blast.count),
+            config: hp, along_the_way: along)
     }
 
     /// W_acc + B·A (lowrank) or W' (full).
@@ -160,6 +225,13 @@ public final class EditEvaluation {
         return "▕" + String(repeating: "█", count: n) + String(repeating: " ", count: w - n) + "▏"
     }
 
+    /// For each case, the index of the latest case of the same fact among `cases` (itself if none later).
+    public static func latestOfFact(_ cases: [EditCase]) -> [Int] {
+        var last: [String: Int] = [:]
+        for (i, c) in cases.enumerated() { if let f = c.factKey { last[f] = i } }
+        return cases.enumerated().map { i, c in c.factKey.flatMap { last[$0] } ?? i }
+    }
+
     /// Evaluates `cases` (all already edited) under the current method state.
     func evaluate(_ cases: [EditCase], index: EditIndex?, ftWeight: Matrix) throws -> EvalScores {
         let hp = hyperparameters
@@ -171,47 +243,97 @@ public final class EditEvaluation {
             case .none: return nil
             }
         }
-        var rel = 0.0, relEM = 0.0, gen = 0.0, genEM = 0.0, genN = 0, loc = 0.0, locN = 0
+        func fired(_ e: (any DownProjectionEditor)?) -> RoutingDecision? { (e as? SCENRouter)?.decision }
+        let latest = Self.latestOfFact(cases)
+        var rel = 0.0, relEM = 0.0, gen = 0.0, genEM = 0.0, genN = 0, loc = 0.0, locN = 0, missing = 0
+        var relAll = 0.0, wins = 0.0, winsN = 0, winsCases = 0, scored = 0
         var fireP = 0, fireOwnP = 0, fireR = 0, fireOwnR = 0, fireL = 0
         for (i, c) in cases.enumerated() {
             if (i + 1) % 10 == 0 || i + 1 == cases.count {
                 progress?("[\(method.rawValue)] evaluating \(i + 1)/\(cases.count) \(bar(i + 1, cases.count))")
             }
             let target = " " + c.target
+            let prompt = formatted(c.prompt, c.kind)
+            if latest[i] != i {
+                // Superseded by a later correction of the same fact: the latest target must win.
+                let newer = " " + cases[latest[i]].target
+                winsCases += 1
+                relAll += try teacherForced(prompt, target, editor: editor()).accuracy
+                for p in [c.prompt] + c.rephrases {
+                    wins += try teacherForced(formatted(p, c.kind), newer, editor: editor()).accuracy
+                    winsN += 1
+                }
+                continue
+            }
+            scored += 1
             // Reliability.
             let ed = editor()
-            let (acc, _) = try teacherForced(formatted(c.prompt, c.kind), target, editor: ed)
+            let (acc, _) = try teacherForced(prompt, target, editor: ed)
             rel += acc
-            if let r = ed as? SCENRouter, let d = r.decision { fireP += 1; if d.editID == c.id { fireOwnP += 1 } }
-            relEM += try exactMatch(formatted(c.prompt, c.kind), target, editor: editor()) ? 1 : 0
+            relAll += acc
+            if let d = fired(ed) { fireP += 1; if d.editID == c.id { fireOwnP += 1 } }
+            relEM += try exactMatch(prompt, target, editor: editor()) ? 1 : 0
             // Generality.
             for p in c.rephrases {
                 let ed = editor()
                 gen += try teacherForced(formatted(p, c.kind), target, editor: ed).accuracy
-                if let r = ed as? SCENRouter, let d = r.decision { fireR += 1; if d.editID == c.id { fireOwnR += 1 } }
+                if let d = fired(ed) { fireR += 1; if d.editID == c.id { fireOwnR += 1 } }
                 genEM += try exactMatch(formatted(p, c.kind), target, editor: editor()) ? 1 : 0
                 genN += 1
             }
-            // Locality.
+            // Locality (the benchmark's prompts).
+            if c.localityPrompts.isEmpty { missing += 1 }
             if baseLocality[i] == nil || baseLocality[i]!.count != c.localityPrompts.count {
                 baseLocality[i] = try c.localityPrompts.map { try teacherForced($0, " " + c.localityAnswer, editor: nil).argmax }
             }
             for (j, p) in c.localityPrompts.enumerated() {
                 let ed = editor()
                 let got = try teacherForced(p, " " + c.localityAnswer, editor: ed).argmax
-                let want = baseLocality[i]![j]
-                loc += want.isEmpty ? 1 : Double(zip(got, want).filter { $0 == $1 }.count) / Double(want.count)
+                loc += agreement(got, baseLocality[i]![j])
                 locN += 1
-                if let r = ed as? SCENRouter, r.decision != nil { fireL += 1 }
+                if fired(ed) != nil { fireL += 1 }
             }
         }
-        let n = Double(max(cases.count, 1))
-        return EvalScores(edits: cases.count, reliability: rel / n, generality: genN > 0 ? gen / Double(genN) : 0,
-                          locality: locN > 0 ? loc / Double(locN) : 1, reliability_em: relEM / n,
+        // Same-format locality: unrelated prompts in the edits' format, answered by the unedited model.
+        var same = 0.0, sameN = 0, fireS = 0
+        for (j, p) in traffic.localityPrompts.enumerated() {
+            let prompt = formatted(p, kind)
+            if baseSameFormat[j] == nil {
+                let ids = tokenizer.encode(prompt, addBOS: true)
+                var stops: Set<Int32> = [tokenizer.eosID]
+                if let e = tokenizer.endOfTurnID { stops.insert(e) }
+                stops.formUnion(tokenizer.encode("\n", addBOS: false))
+                let out = try session.generate(prompt: ids, maxTokens: 8, stopIDs: stops).filter { !stops.contains($0) }
+                let answer = tokenizer.decode(out)
+                baseSameFormat[j] = (answer, answer.isEmpty ? [] : try teacherForced(prompt, answer, editor: nil).argmax)
+            }
+            let (answer, want) = baseSameFormat[j]!
+            guard !want.isEmpty else { continue }
+            let ed = editor()
+            same += agreement(try teacherForced(prompt, answer, editor: ed).argmax, want)
+            sameN += 1
+            if fired(ed) != nil { fireS += 1 }
+            if (j + 1) % 50 == 0 { progress?("[\(method.rawValue)] same-format locality \(j + 1)/\(traffic.localityPrompts.count)") }
+        }
+        // CounterFact's neighbourhood prompts already are the edits' format.
+        let neighbours = kind == .counterfact
+        let n = Double(max(scored, 1))
+        return EvalScores(edits: cases.count, cases_scored: scored, reliability: rel / n, generality: genN > 0 ? gen / Double(genN) : 0,
+                          locality: locN > 0 ? loc / Double(locN) : nil,
+                          locality_same_format: neighbours ? (locN > 0 ? loc / Double(locN) : nil) : (sameN > 0 ? same / Double(sameN) : nil),
+                          locality_missing: missing, reliability_em: relEM / n,
                           generality_em: genN > 0 ? genEM / Double(genN) : 0,
+                          latest_wins: winsN > 0 ? wins / Double(winsN) : nil, latest_wins_cases: winsCases,
+                          reliability_all_cases: relAll / Double(max(cases.count, 1)),
                           fire_prompt_own: Double(fireOwnP) / n, fire_rephrase_own: genN > 0 ? Double(fireOwnR) / Double(genN) : 0,
                           fire_prompt: Double(fireP) / n, fire_rephrase: genN > 0 ? Double(fireR) / Double(genN) : 0,
-                          fire_locality: locN > 0 ? Double(fireL) / Double(locN) : 0)
+                          fire_locality: locN > 0 ? Double(fireL) / Double(locN) : 0,
+                          fire_same_format: neighbours ? (locN > 0 ? Double(fireL) / Double(locN) : 0) : (sameN > 0 ? Double(fireS) / Double(sameN) : 0))
+    }
+
+    /// Share of positions where `got` equals `want` (want non-empty).
+    private func agreement(_ got: [Int32], _ want: [Int32]) -> Double {
+        want.isEmpty ? 1 : Double(zip(got, want).filter { $0 == $1 }.count) / Double(want.count)
     }
 
     /// Teacher-forced: the share of `answer`'s tokens that are the argmax after `prompt` + the

@@ -1,7 +1,11 @@
 // Routing at inference (arXiv 2404.02699 §3.4): all active indexing neurons are scored with one
-// mat-vec on the request's key (layer L's down-projection input at the last prompt token); if the
-// best sigmoid score exceeds θ that edit's expert is applied to the whole request, otherwise the
-// base model answers untouched.
+// mat-vec on the request's routing key (RoutingKey.swift: layer L's down-projection input pooled
+// over the prompt); if the best sigmoid score exceeds θ that edit's expert is applied to the whole
+// request, otherwise the base model answers untouched.
+//
+// Two edits that both fire: the one whose neuron scores highest among those whose stored key also
+// passes the key gate answers; ties go to the later edit (higher position in `entries`). Only
+// one expert is ever applied to a request.
 //
 // Concurrency: `EditIndex` is an immutable value (Sendable). Updates (`adding`, `removing`,
 // `replacingNeurons`) return a new snapshot; the owner publishes it by swapping one reference
@@ -38,6 +42,7 @@ public struct RoutingDecision: Sendable, Equatable {
 public struct EditIndex: Sendable {
     public let layer: Int
     public let ffnSize: Int
+    public let pooling: KeyPooling
     public let theta: Float
     /// Optional key gate (see `SCENHyperparameters.keyGate`) and the standardiser it uses. With a
     /// gate, the routed edit is the best-scoring firing neuron (score > θ) whose stored key passes it.
@@ -50,13 +55,14 @@ public struct EditIndex: Sendable {
     /// Standardised, normalised stored keys [N, F] (only with a key gate).
     private var gateKeys: [Float] = []
 
-    public init(layer: Int, ffnSize: Int, theta: Float, keyGate: Float? = nil, standardizer: KeyStandardizer? = nil) {
-        self.layer = layer; self.ffnSize = ffnSize; self.theta = theta
+    public init(layer: Int, ffnSize: Int, pooling: KeyPooling, theta: Float, keyGate: Float? = nil, standardizer: KeyStandardizer? = nil) {
+        self.layer = layer; self.ffnSize = ffnSize; self.pooling = pooling; self.theta = theta
         self.keyGate = keyGate; self.standardizer = standardizer
     }
 
     public init(hyperparameters hp: SCENHyperparameters, pool: NegativePool, ffnSize: Int) {
-        self.init(layer: hp.layer, ffnSize: ffnSize, theta: hp.theta, keyGate: hp.keyGate, standardizer: pool.standardizer)
+        self.init(layer: hp.layer, ffnSize: ffnSize, pooling: hp.keyPooling, theta: hp.theta, keyGate: hp.keyGate,
+                  standardizer: pool.standardizer)
     }
 
     public var count: Int { entries.count }
@@ -105,6 +111,11 @@ public struct EditIndex: Sendable {
         filtered { $0.prompt != prompt }
     }
 
+    /// A snapshot without the edits `ids` (superseded by meaning).
+    public func filteringOut(editIDs ids: Set<String>) -> EditIndex {
+        filtered { !ids.contains($0.editID) }
+    }
+
     /// A snapshot without `editID` (revert: it stops routing as soon as the snapshot is published).
     public func removing(editID: String) -> EditIndex {
         filtered { $0.editID != editID }
@@ -125,7 +136,7 @@ public struct EditIndex: Sendable {
 
     private func filtered(_ keep: (EditEntry) -> Bool) -> EditIndex {
         guard entries.contains(where: { !keep($0) }) else { return self }
-        var next = EditIndex(layer: layer, ffnSize: ffnSize, theta: theta, keyGate: keyGate, standardizer: standardizer)
+        var next = EditIndex(layer: layer, ffnSize: ffnSize, pooling: pooling, theta: theta, keyGate: keyGate, standardizer: standardizer)
         for (i, e) in entries.enumerated() where keep(e) {
             next.entries.append(e)
             next.weights += weights[i * ffnSize ..< (i + 1) * ffnSize]
@@ -133,6 +144,12 @@ public struct EditIndex: Sendable {
             if keyGate != nil { next.gateKeys += gateKeys[i * ffnSize ..< (i + 1) * ffnSize] }
         }
         return next
+    }
+
+    /// Cosine of the standardised keys a and b (the gate's measure of "same question").
+    public func keyCosine(_ a: [Float], _ b: [Float]) -> Float {
+        let x = gateKey(a), y = gateKey(b)
+        return zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
     }
 
     private func gateKey(_ k: [Float]) -> [Float] {
@@ -164,7 +181,7 @@ public struct EditIndex: Sendable {
     public func route(key: UnsafeBufferPointer<Float>, scores s: [Float]) -> RoutingDecision? {
         var candidates = s.indices.filter { s[$0] > theta }
         guard !candidates.isEmpty else { return nil }
-        candidates.sort { s[$0] > s[$1] }
+        candidates.sort { s[$0] != s[$1] ? s[$0] > s[$1] : $0 > $1 }
         if let gate = keyGate {
             // The best-scoring firing neuron whose stored key has cosine ≥ the gate with this key
             // (picking the nearest key instead measured slightly worse: gen 0.70 vs 0.75 at T=30).
@@ -187,7 +204,7 @@ public struct EditIndex: Sendable {
 }
 
 /// The per-request `DownProjectionEditor`: consulted once at layer L during prefill, it routes the
-/// last prompt token's key and returns the chosen expert's edit (or nil). One per request.
+/// prompt's routing key and returns the chosen expert's edit (or nil). One per request.
 public final class SCENRouter: DownProjectionEditor {
     public let index: EditIndex
     public var layer: Int { index.layer }
@@ -195,14 +212,17 @@ public final class SCENRouter: DownProjectionEditor {
     public private(set) var decision: RoutingDecision?
     /// The best score of the last prefill, fired or not (nil with an empty index).
     public private(set) var bestScore: Float?
+    /// The routing key of the last prefill (what the traffic reservoir samples).
+    public private(set) var key: [Float]?
 
     public init(index: EditIndex) { self.index = index }
 
     public func selectEdit(for activations: FFNActivations) -> (any DownProjectionEdit)? {
-        let key = activations.row(activations.rowCount - 1)
-        let s = index.scores(key: key)
+        let k = index.pooling.key(activations)
+        key = k
+        let s = index.scores(key: k)
         bestScore = s.max()
-        decision = index.route(key: key, scores: s)
+        decision = k.withUnsafeBufferPointer { index.route(key: $0, scores: s) }
         return decision.map { index.entries[$0.entryIndex].expert.edit }
     }
 }

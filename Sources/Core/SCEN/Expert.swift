@@ -75,7 +75,7 @@ public struct TrainingSequence: Sendable {
 
 public struct ExpertTrainingResult: Sendable {
     public var expert: Expert
-    /// k [F]: layer L's down-projection input at the last prompt token, one per sequence.
+    /// k [F]: the routing key of each sequence's prompt (`KeyPooling`), one per sequence.
     public var keys: [[Float]]
     /// Loss before the first and at the last evaluated step.
     public var initialLoss: Float, finalLoss: Float
@@ -98,7 +98,7 @@ public enum ExpertTrainer {
             try DownProjectionTrainingStack(model: model, layer: l, tokens: $0.tokens, targets: $0.targets)
         }
         prefixForwards += stacks.count
-        let keys = zip(stacks, sequences).map { s, q in Array(s.ffnInput[(q.promptCount - 1) * f ..< q.promptCount * f]) }
+        let keys = zip(stacks, sequences).map { s, q in hp.keyPooling.key(ffnInput: s.ffnInput, promptCount: q.promptCount, width: f) }
         // y_base [T, D] of each sequence under w0 (fixed for the low-rank form).
         let yBase = stacks.map { LinearLayer.forward($0.ffnInput, rows: $0.rows, weight: w0, threads: model.threads) }
 

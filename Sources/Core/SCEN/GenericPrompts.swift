@@ -1,10 +1,12 @@
 // The fixed pool of generic prompts whose keys are every indexing neuron's standing negatives:
-// it has to span the formats users send (templated questions, raw questions, `nq question:`
-// queries, completion sentences, chatty requests). Written for this project from general
-// knowledge; nothing here comes from any evaluation set.
+// it has to span the formats users send (templated questions, raw questions, completion
+// sentences, chatty requests). Written for this project from general knowledge; nothing here
+// comes from any evaluation set, and no benchmark's own locality format (ZsRE's `nq question:`)
+// is in it: that would tune the metric, not the product. A deployment's own traffic comes in
+// through the router's reservoir (TrafficKeys).
 
 public enum GenericPrompts {
-    /// General-knowledge questions, each used in three formats by `all`.
+    /// General-knowledge questions, each used in two formats by `all`.
     static let questions: [String] = [
         "What is the capital of Australia?", "Who painted the Mona Lisa?", "How many legs does a spider have?",
         "What is the boiling point of water at sea level?", "Which planet is known as the Red Planet?",
@@ -74,14 +76,12 @@ public enum GenericPrompts {
         "How does a car engine work?", "What movies came out last summer?", "Can you recommend a podcast about history?",
     ]
 
-    /// The pool: questions templated, raw and as `nq question:` queries, completions, requests.
+    /// The pool: questions templated and raw, completions, requests.
     public static let all: [String] = {
         var out: [String] = []
         for q in questions {
             out.append("Question: \(q)\nAnswer:")
             out.append(q)
-            let nq = q.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "?"))
-            out.append("nq question: \(nq)")
         }
         out += completions
         out += requests

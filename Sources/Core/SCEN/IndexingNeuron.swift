@@ -1,5 +1,5 @@
 // SCEN stage 2 (arXiv 2404.02699 §3.3): the indexing neuron of one edit, score = sigmoid(w·k + b)
-// on layer L's down-projection input k [F] at the last prompt token, trained with Adam to fire on
+// on the routing key k [F] of layer L's down-projection input (RoutingKey.swift), trained with Adam to fire on
 // the edit's keys (positives) and stay silent on negatives (earlier edits' stored keys and a
 // fixed pool of generic prompts). Official code: TAL-auroraX/SCEN main_neruals.py (its loss is
 // `NeuronLoss.scen`). Training runs on standardised keys z = (k − μ)/σ (μ, σ from the pool);
@@ -13,7 +13,7 @@ public struct IndexingNeuron: Sendable {
     public var weight: [Float]
     /// b (0 when the hyperparameters disable the bias).
     public var bias: Float
-    /// k [F]: the edit prompt's key (layer L's down-projection input at its last token).
+    /// k [F]: the edit prompt's routing key.
     public var key: [Float]
     /// Keys of extra positives (rephrases given with the edit) [P−1][F]; usually empty.
     public var extraKeys: [[Float]]
@@ -92,21 +92,7 @@ public enum IndexingNeuronTrainer {
         for _ in 0..<steps {
             logits(pos, rows: np, theta: theta, f: f, into: &sPos)
             logits(neg, rows: nn, theta: theta, f: f, into: &sNeg)
-            var gPos = [Float](repeating: 0, count: np), gNeg = [Float](repeating: 0, count: nn)
-            switch hp.neuronLoss {
-            case .scen:
-                // exp(−s⁺) + mean(exp(s⁻) + 0.7) + mean(exp(s⁻) − s⁺ + 0.3), averaged over positives.
-                for p in 0..<np { gPos[p] = -expf(min(-sPos[p], 30)) / Float(np) - (nn > 0 ? 1 / Float(np) : 0) }
-                for n in 0..<nn { gNeg[n] = 2 * expf(min(sNeg[n], 30)) / Float(nn) }
-            case .logisticMargin:
-                let m = hp.neuronMargin
-                for p in 0..<np { gPos[p] = -sigmoid(m - sPos[p]) / Float(np) }
-                for n in 0..<nn { gNeg[n] = sigmoid(sNeg[n] + m) / Float(nn) }
-                let k = min(hp.neuronHardNegatives, nn)
-                if k > 0 {
-                    for n in topIndices(sNeg, k) { gNeg[n] += sigmoid(sNeg[n] + m) / Float(k) }
-                }
-            }
+            let (_, gPos, gNeg) = lossAndGradient(positives: sPos, negatives: sNeg, hyperparameters: hp)
             var grad = [Float](repeating: 0, count: f + 1)
             accumulate(pos, rows: np, coefficients: gPos, f: f, into: &grad)
             accumulate(neg, rows: nn, coefficients: gNeg, f: f, into: &grad)
@@ -115,6 +101,49 @@ public enum IndexingNeuronTrainer {
             adam.update(&theta, gradient: grad)
         }
         return (Array(theta[0..<f]), hp.neuronBias ? theta[f] : 0)
+    }
+
+    /// The neuron loss of `hp.neuronLoss` on the logits s⁺ [P] and s⁻ [N], and its gradient with
+    /// respect to each logit (averaged over positives).
+    public static func lossAndGradient(positives sPos: [Float], negatives sNeg: [Float], hyperparameters hp: SCENHyperparameters)
+        -> (loss: Float, positives: [Float], negatives: [Float]) {
+        let np = sPos.count, nn = sNeg.count
+        var gPos = [Float](repeating: 0, count: np), gNeg = [Float](repeating: 0, count: nn)
+        var loss: Float = 0
+        let negMean: ([Float]) -> Float = { nn > 0 ? $0.reduce(0, +) / Float(nn) : 0 }
+        switch hp.neuronLoss {
+        case .scen:
+            // L = exp(−σ⁺) + mean(exp(σ⁻) + 0.7) + mean(exp(σ⁻) − σ⁺ + 0.3), σ = sigmoid(s),
+            // averaged over positives; dL/ds = dL/dσ · σ(1 − σ).
+            let qNeg = sNeg.map(sigmoid)
+            let e = negMean(qNeg.map { expf($0) })
+            for p in 0..<np {
+                let q = sigmoid(sPos[p])
+                loss += (expf(-q) + (nn > 0 ? 2 * e + 1 - q : 0)) / Float(np)
+                gPos[p] = (-expf(-q) - (nn > 0 ? 1 : 0)) * q * (1 - q) / Float(np)
+            }
+            for n in 0..<nn { gNeg[n] = 2 * expf(qNeg[n]) * qNeg[n] * (1 - qNeg[n]) / Float(nn) }
+        case .scenLogit:
+            // The same formula on the logits: exp(−s⁺) + mean(exp(s⁻) + 0.7) + mean(exp(s⁻) − s⁺ + 0.3).
+            let e = negMean(sNeg.map { expf(min($0, 30)) })
+            for p in 0..<np {
+                loss += (expf(min(-sPos[p], 30)) + (nn > 0 ? 2 * e + 1 - sPos[p] : 0)) / Float(np)
+                gPos[p] = -expf(min(-sPos[p], 30)) / Float(np) - (nn > 0 ? 1 / Float(np) : 0)
+            }
+            for n in 0..<nn { gNeg[n] = 2 * expf(min(sNeg[n], 30)) / Float(nn) }
+        case .logisticMargin:
+            // softplus(m − s⁺) (mean over positives) + mean softplus(s⁻ + m) + mean over the k
+            // highest negatives of softplus(s⁻ + m).
+            let m = hp.neuronMargin
+            func softplus(_ x: Float) -> Float { x > 20 ? x : log1pf(expf(x)) }
+            for p in 0..<np { loss += softplus(m - sPos[p]) / Float(np); gPos[p] = -sigmoid(m - sPos[p]) / Float(np) }
+            for n in 0..<nn { loss += softplus(sNeg[n] + m) / Float(nn); gNeg[n] = sigmoid(sNeg[n] + m) / Float(nn) }
+            let k = min(hp.neuronHardNegatives, nn)
+            if k > 0 {
+                for n in topIndices(sNeg, k) { loss += softplus(sNeg[n] + m) / Float(k); gNeg[n] += sigmoid(sNeg[n] + m) / Float(k) }
+            }
+        }
+        return (loss, gPos, gNeg)
     }
 
     /// Beyond SCEN's random start: w along the positives' mean minus the negatives' mean

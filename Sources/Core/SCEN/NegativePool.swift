@@ -1,4 +1,4 @@
-// The keys (layer L's down-projection input at the last prompt token) of the generic prompt pool
+// The routing keys (`KeyPooling` of layer L's down-projection input) of the generic prompt pool
 // (GenericPrompts.swift), computed once per model and layer and cached in memory, with the key
 // standardiser derived from them. Stage 2 uses them as every neuron's standing negatives.
 
@@ -6,6 +6,7 @@ import Foundation
 
 public final class NegativePool: @unchecked Sendable {
     public let layer: Int
+    public let pooling: KeyPooling
     public let prompts: [String]
     /// Raw keys [N][F].
     public let keys: [[Float]]
@@ -15,14 +16,15 @@ public final class NegativePool: @unchecked Sendable {
     public let standardizedKeys: [[Float]]
 
     /// Runs the frozen prefix (blocks ≤ L) over each prompt; `progress(done, total)` after each.
-    public init(model: GemmaModel, tokenizer: GemmaTokenizer, layer: Int, prompts: [String] = GenericPrompts.all,
-                standardize: Bool = true, progress: ((Int, Int) -> Void)? = nil) throws {
+    public init(model: GemmaModel, tokenizer: GemmaTokenizer, layer: Int, pooling: KeyPooling,
+                prompts: [String] = GenericPrompts.all, standardize: Bool = true, progress: ((Int, Int) -> Void)? = nil) throws {
         self.layer = layer
+        self.pooling = pooling
         self.prompts = prompts
         var keys: [[Float]] = []
         keys.reserveCapacity(prompts.count)
         for (i, p) in prompts.enumerated() {
-            keys.append(try Self.key(model: model, tokens: tokenizer.encode(p, addBOS: true), layer: layer))
+            keys.append(try Self.key(model: model, tokens: tokenizer.encode(p, addBOS: true), layer: layer, pooling: pooling))
             progress?(i + 1, prompts.count)
         }
         self.keys = keys
@@ -30,11 +32,10 @@ public final class NegativePool: @unchecked Sendable {
         standardizedKeys = keys.map(standardizer.apply)
     }
 
-    /// Layer L's down-projection input at the last of `tokens` (one frozen prefix forward).
-    public static func key(model: GemmaModel, tokens: [Int32], layer: Int) throws -> [Float] {
+    /// The routing key of the prompt `tokens` (one frozen prefix forward).
+    public static func key(model: GemmaModel, tokens: [Int32], layer: Int, pooling: KeyPooling) throws -> [Float] {
         let stack = try DownProjectionTrainingStack(model: model, layer: layer, tokens: tokens, targets: [])
-        let f = model.config.ffnSize
-        return Array(stack.ffnInput[(tokens.count - 1) * f ..< tokens.count * f])
+        return pooling.key(ffnInput: stack.ffnInput, promptCount: tokens.count, width: model.config.ffnSize)
     }
 
     // MARK: Cache per model and layer
@@ -43,13 +44,13 @@ public final class NegativePool: @unchecked Sendable {
     private static let lock = NSLock()
 
     /// The cached pool of `model` at `layer`, computed on first use.
-    public static func shared(model: GemmaModel, tokenizer: GemmaTokenizer, layer: Int, standardize: Bool = true,
-                              progress: ((Int, Int) -> Void)? = nil) throws -> NegativePool {
-        let id = "\(ObjectIdentifier(model).hashValue)/\(layer)/\(standardize)"
+    public static func shared(model: GemmaModel, tokenizer: GemmaTokenizer, layer: Int, pooling: KeyPooling,
+                              standardize: Bool = true, progress: ((Int, Int) -> Void)? = nil) throws -> NegativePool {
+        let id = "\(ObjectIdentifier(model).hashValue)/\(layer)/\(pooling.rawValue)/\(standardize)"
         lock.lock()
         defer { lock.unlock() }
         if let p = cache[id] { return p }
-        let p = try NegativePool(model: model, tokenizer: tokenizer, layer: layer, standardize: standardize, progress: progress)
+        let p = try NegativePool(model: model, tokenizer: tokenizer, layer: layer, pooling: pooling, standardize: standardize, progress: progress)
         cache[id] = p
         return p
     }

@@ -18,15 +18,50 @@ public struct EditRequest: Sendable, Codable, Equatable {
     }
 }
 
+/// Keys of prompts the deployment serves (the router's reservoir; RoutingKey.swift), raw [N][F].
+/// Only keys, never text. `ids` name each key's version (reservoir slot and write), so an editor
+/// checks earlier neurons only against keys it has not seen yet.
+public struct TrafficKeys: Sendable {
+    public var keys: [[Float]]
+    public var ids: [Int64]
+
+    public init(keys: [[Float]], ids: [Int64]? = nil) {
+        self.keys = keys
+        self.ids = ids ?? keys.indices.map(Int64.init)
+    }
+
+    public static let none = TrafficKeys(keys: [])
+}
+
+/// How broadly a new edit would fire, measured before activation.
+public struct BlastRadius: Sendable, Codable, Equatable {
+    /// Traffic keys it would answer (score > θ and key gate), out of those measured (the edit's own
+    /// question asked earlier, cosine ≥ `trafficOwnCosine`, is not counted).
+    public var trafficFired: Int, trafficMeasured: Int
+    /// Other active edits' stored keys it would answer (their prompts would get its expert, if it
+    /// outscores their own neurons).
+    public var editsFired: Int, editsMeasured: Int
+
+    public var trafficShare: Double { trafficMeasured > 0 ? Double(trafficFired) / Double(trafficMeasured) : 0 }
+    public var editsShare: Double { editsMeasured > 0 ? Double(editsFired) / Double(editsMeasured) : 0 }
+}
+
 public struct EditOutcome: Sendable {
-    /// The new active edit (persist its expert and neuron).
+    /// The new edit (persist its expert and neuron).
     public var entry: EditEntry
-    /// The next snapshot: the edit added, superseded edits removed, refined neurons replaced.
+    /// The next snapshot: the edit added, superseded edits removed, refined neurons replaced. When
+    /// the edit is held for review, the input snapshot with only the refinements.
     public var index: EditIndex
     /// Earlier neurons changed by refinement, by edit id (persist them too).
     public var refinedNeurons: [String: IndexingNeuron]
-    /// Edits of the same prompt that this one superseded.
+    /// Edits this one superseded: the same prompt, or the same fact by meaning (`supersedeCosine`).
     public var supersededEditIDs: [String]
+    /// Of those, the ones superseded by meaning (not byte-identical prompt).
+    public var supersededByMeaning: [String]
+    /// Fire rates on traffic and on other edits, measured before activation.
+    public var blastRadius: BlastRadius
+    /// Why the edit was not activated (its blast radius is over `blastRadiusLimit`); nil: active.
+    public var heldReason: String?
     /// Wall-clock seconds: total (request to routable), stage 1, stage 2 + refinement.
     public var seconds: Double, expertSeconds: Double, neuronSeconds: Double
     public var expertSteps: Int
@@ -42,6 +77,8 @@ public final class SCENEditor {
     public let pool: NegativePool
     /// Frozen-prefix forwards run by this editor so far (all edits).
     public private(set) var prefixForwardCount = 0
+    /// Traffic key ids earlier neurons have already been checked against.
+    private var checkedTraffic: Set<Int64> = []
 
     /// `progress(done, total)` reports the negative pool's first computation for this model and layer.
     public init(model: GemmaModel, tokenizer: GemmaTokenizer, hyperparameters: SCENHyperparameters,
@@ -51,9 +88,13 @@ public final class SCENEditor {
         self.tokenizer = tokenizer
         self.hyperparameters = hyperparameters
         self.pool = try pool ?? NegativePool.shared(model: model, tokenizer: tokenizer, layer: hyperparameters.layer,
+                                                    pooling: hyperparameters.keyPooling,
                                                     standardize: hyperparameters.standardizeKeys, progress: progress)
         guard self.pool.layer == hyperparameters.layer else {
             throw SCENError.layerMismatch(expected: hyperparameters.layer, found: self.pool.layer)
+        }
+        guard self.pool.pooling == hyperparameters.keyPooling else {
+            throw SCENError.invalidHyperparameters("negative pool keys are \(self.pool.pooling.rawValue), not \(hyperparameters.keyPooling.rawValue)")
         }
     }
 
@@ -62,8 +103,15 @@ public final class SCENEditor {
         EditIndex(hyperparameters: hyperparameters, pool: pool, ffnSize: model.config.ffnSize)
     }
 
-    /// Trains `request` against `index` and returns the outcome with the next snapshot.
-    public func edit(_ request: EditRequest, index: EditIndex) throws -> EditOutcome {
+    /// The routing key of `prompt` (one frozen prefix forward), as the router computes it.
+    public func key(of prompt: String) throws -> [Float] {
+        try NegativePool.key(model: model, tokens: tokenizer.encode(prompt, addBOS: true), layer: hyperparameters.layer,
+                             pooling: hyperparameters.keyPooling)
+    }
+
+    /// Trains `request` against `index` and the deployment's `traffic` keys and returns the
+    /// outcome with the next snapshot.
+    public func edit(_ request: EditRequest, index: EditIndex, traffic: TrafficKeys = .none) throws -> EditOutcome {
         let hp = hyperparameters
         guard index.layer == hp.layer else { throw SCENError.layerMismatch(expected: hp.layer, found: index.layer) }
         let start = DispatchTime.now().uptimeNanoseconds
@@ -80,40 +128,114 @@ public final class SCENEditor {
         prefixForwardCount += forwards
         let expertSeconds = since(start)
 
-        // Stage 2: the neuron; negatives = pool + stored keys of the other active edits.
+        // Superseded: the same prompt (or id), and, by meaning, an edit that would answer the new
+        // prompt and whose key is as close to it as a paraphrase's.
         let t2 = DispatchTime.now().uptimeNanoseconds
-        let superseded = index.entries.filter { $0.prompt == request.prompt || $0.editID == request.id }.map(\.editID)
-        let base = index.superseding(prompt: request.prompt).removing(editID: request.id)
+        var byMeaning: [String] = []
+        if let cut = hp.supersedeCosine {
+            for k in trained.keys {
+                let s = index.scores(key: k)
+                for (i, e) in index.entries.enumerated() where s[i] > hp.theta && !byMeaning.contains(e.editID)
+                    && e.prompt != request.prompt && e.editID != request.id {
+                    let cos = index.keyCosine(k, e.neuron.key)
+                    if cos >= cut && cos >= (hp.keyGate ?? -1) { byMeaning.append(e.editID) }
+                }
+            }
+        }
+        let superseded = index.entries.filter { $0.prompt == request.prompt || $0.editID == request.id }.map(\.editID) + byMeaning
+        let gone = Set(superseded)
+        let base = gone.isEmpty ? index : index.filteringOut(editIDs: gone)
+
+        // Stage 2: the neuron; negatives = pool + traffic (but the edit's own question) + the other
+        // active edits' stored keys.
         let std = pool.standardizer
         let positives = trained.keys.map(std.apply)
+        let unit = positives.map(Self.normalized)
+        let zTraffic = traffic.keys.map(std.apply)
+        let foreign = zTraffic.indices.filter { t in
+            let u = Self.normalized(zTraffic[t])
+            return !unit.contains { Self.dot($0, u) >= hp.trafficOwnCosine }
+        }
+        let trafficNegatives = foreign.map { zTraffic[$0] }
         let earlier = base.entries.map { $0.neuron.positiveKeys.map(std.apply) }
-        let negatives = pool.standardizedKeys + earlier.flatMap { $0 }
-        let z = IndexingNeuronTrainer.train(positives: positives, negatives: negatives, hyperparameters: hp, steps: hp.neuronSteps)
-        let (w, b) = std.fold(weight: z.weight, bias: z.bias)
-        let neuron = IndexingNeuron(weight: w, bias: b, key: trained.keys[0], extraKeys: Array(trained.keys.dropFirst()))
+        let standing = pool.standardizedKeys + trafficNegatives
+        var z = IndexingNeuronTrainer.train(positives: positives, negatives: standing + earlier.flatMap { $0 },
+                                            hyperparameters: hp, steps: hp.neuronSteps)
+        var (w, b) = std.fold(weight: z.weight, bias: z.bias)
+        var neuron = IndexingNeuron(weight: w, bias: b, key: trained.keys[0], extraKeys: Array(trained.keys.dropFirst()))
+
+        // Blast radius before activation; over the limit, one more round of training, then held.
+        func radius(_ n: IndexingNeuron) -> BlastRadius {
+            let probe = EditIndex(layer: hp.layer, ffnSize: model.config.ffnSize, pooling: hp.keyPooling, theta: hp.theta,
+                                  keyGate: hp.keyGate, standardizer: std)
+            let one = (try? probe.adding(EditEntry(editID: request.id, prompt: request.prompt, target: request.target,
+                                                   expert: trained.expert, neuron: n))) ?? probe
+            let tf = foreign.filter { one.route(key: traffic.keys[$0]) != nil }.count
+            let ef = base.entries.filter { one.route(key: $0.neuron.key) != nil }.count
+            return BlastRadius(trafficFired: tf, trafficMeasured: foreign.count, editsFired: ef, editsMeasured: base.count)
+        }
+        var blast = radius(neuron)
+        if let limit = hp.blastRadiusLimit, blast.trafficShare > Double(limit) {
+            z = IndexingNeuronTrainer.train(positives: positives, negatives: standing + earlier.flatMap { $0 },
+                                            hyperparameters: hp, steps: 2 * hp.neuronSteps, start: z)
+            (w, b) = std.fold(weight: z.weight, bias: z.bias)
+            neuron.weight = w; neuron.bias = b
+            blast = radius(neuron)
+        }
+        var held: String?
+        if let limit = hp.blastRadiusLimit, blast.trafficShare > Double(limit) {
+            held = String(format: "blast radius: fires on %d of %d traffic keys (%.1f %%, limit %.1f %%)",
+                          blast.trafficFired, blast.trafficMeasured, 100 * blast.trafficShare, 100 * Double(limit))
+        }
         let entry = EditEntry(editID: request.id, prompt: request.prompt, target: request.target, expert: trained.expert, neuron: neuron)
 
-        // Beyond SCEN: earlier neurons that (nearly) fire on the new keys learn them as negatives.
+        // Beyond SCEN: earlier neurons that (nearly) fire on the new keys, or on traffic keys not
+        // checked before, learn them as negatives.
         var refined: [String: IndexingNeuron] = [:]
         if hp.refineEarlierNeurons && hp.refineSteps > 0 && !base.isEmpty {
-            let firing = Set(trained.keys.flatMap { k in
-                base.scores(key: k).enumerated().filter { $0.element > hp.theta - hp.refineMargin }.map(\.offset)
-            })
+            var firing = Set<Int>()
+            if held == nil {
+                for k in trained.keys {
+                    for (i, s) in base.scores(key: k).enumerated() where s > hp.theta - hp.refineMargin { firing.insert(i) }
+                }
+            }
+            let fresh = traffic.ids.indices.filter { !checkedTraffic.contains(traffic.ids[$0]) }
+            for t in fresh {
+                for (i, s) in base.scores(key: traffic.keys[t]).enumerated() where s > hp.theta - hp.refineMargin { firing.insert(i) }
+            }
+            checkedTraffic.formUnion(fresh.map { traffic.ids[$0] })
+            let newKeys = held == nil ? positives : []
             for i in firing.sorted() {
                 let old = base.entries[i].neuron
+                let ownUnit = earlier[i].map(Self.normalized)
+                let ownTraffic = zTraffic.filter { t in
+                    let u = Self.normalized(t)
+                    return !ownUnit.contains { Self.dot($0, u) >= hp.trafficOwnCosine }
+                }
                 let others = earlier.enumerated().filter { $0.offset != i }.flatMap(\.element)
                 let start = std.unfold(weight: old.weight, bias: old.bias)
-                let r = IndexingNeuronTrainer.train(positives: earlier[i], negatives: pool.standardizedKeys + others + positives,
+                let r = IndexingNeuronTrainer.train(positives: earlier[i], negatives: pool.standardizedKeys + ownTraffic + others + newKeys,
                                                     hyperparameters: hp, steps: hp.refineSteps, start: start)
                 var n = old
                 (n.weight, n.bias) = std.fold(weight: r.weight, bias: r.bias)
                 refined[base.entries[i].editID] = n
             }
         }
-        let next = try base.replacingNeurons(refined).adding(entry)
-        return EditOutcome(entry: entry, index: next, refinedNeurons: refined, supersededEditIDs: superseded,
+        let next = held == nil ? try base.replacingNeurons(refined).adding(entry) : index.replacingNeurons(refined)
+        return EditOutcome(entry: entry, index: next, refinedNeurons: refined,
+                           supersededEditIDs: held == nil ? superseded : [], supersededByMeaning: held == nil ? byMeaning : [],
+                           blastRadius: blast, heldReason: held,
                            seconds: since(start), expertSeconds: expertSeconds, neuronSeconds: since(t2),
                            expertSteps: trained.steps, expertInitialLoss: trained.initialLoss,
                            expertFinalLoss: trained.finalLoss, prefixForwards: forwards)
+    }
+
+    static func normalized(_ v: [Float]) -> [Float] {
+        let n = max(v.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)
+        return v.map { $0 / n }
+    }
+
+    static func dot(_ a: [Float], _ b: [Float]) -> Float {
+        a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in Kernels.dot(x.baseAddress!, y.baseAddress!, count: x.count) } }
     }
 }

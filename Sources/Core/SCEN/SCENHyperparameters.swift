@@ -28,10 +28,14 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         case base
     }
 
-    /// Loss of the indexing neuron (stage 2) over logits s = w·k + b.
+    /// Loss of the indexing neuron (stage 2) over logits s = w·k + b and scores σ = sigmoid(s).
     public enum NeuronLoss: String, Codable, Sendable, CaseIterable {
-        /// The official code's: exp(−s⁺) + mean(exp(s⁻) + 0.7) + mean(exp(s⁻) − s⁺ + 0.3).
+        /// SCEN's, as the paper and its official code apply it, to the sigmoid scores:
+        /// exp(−σ⁺) + mean(exp(σ⁻) + 0.7) + mean(exp(σ⁻) − σ⁺ + 0.3).
         case scen
+        /// The same formula applied to the logits s instead of σ (this project's first variant;
+        /// unbounded, so it keeps pushing s⁺ up and s⁻ down).
+        case scenLogit = "scen-logit"
         /// Logistic with margin: softplus(m − s⁺) + mean softplus(s⁻ + m) + (hardest-negative term)
         /// mean over the top-k negatives of softplus(s⁻ + m).
         case logisticMargin = "logistic-margin"
@@ -59,6 +63,9 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// Scale of the uniform initialisation of A: U(±scale/√F) (PEFT's Kaiming-uniform uses 1).
     public var expertInitScale: Float = 1
 
+    /// What the neuron reads of a prompt (RoutingKey.swift). zsre-dev T=100, same-format
+    /// locality (see README): last-token vs mean.
+    public var keyPooling: KeyPooling = .mean
     /// θ: an edit is routed when its neuron's sigmoid score exceeds this (paper: 0.65).
     public var theta: Float = 0.65
     public var neuronLoss: NeuronLoss = .logisticMargin
@@ -90,6 +97,18 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// Measured on zsre-dev T=30: locality-prompt firing 0.90 → 0.00, reliability and generality unchanged.
     public var keyGate: Float? = 0.5
 
+    /// Beyond SCEN: the blast-radius check. Before activation the trainer measures the share of
+    /// traffic keys (the router's reservoir) the new edit would answer; above this share it is
+    /// not activated but held for review (nil: no check).
+    public var blastRadiusLimit: Float? = 0.05
+    /// Traffic keys closer than this cosine (standardised) to one of the edit's own keys are the
+    /// edit's own question asked before the correction arrived: they are neither negatives nor
+    /// counted in the blast radius.
+    public var trafficOwnCosine: Float = 0.9
+    /// Beyond SCEN: the same fact corrected twice. An active edit is superseded by a new one when
+    /// it would answer the new prompt (its neuron fires and its key passes the gate) and its stored
+    /// key has cosine ≥ this with the new prompt's key (nil: only byte-identical prompts supersede).
+    public var supersedeCosine: Float? = 0.8
     /// Applied by callers that feed benchmark questions (the eval harness): `{prompt}` is replaced.
     public var promptTemplate: String = "Question: {prompt}\nAnswer:"
     /// Seed of the expert initialisation (mixed with the edit id).
@@ -99,7 +118,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, answerEnd, answerEndTokens
-        case theta, neuronLoss
+        case keyPooling, theta, neuronLoss, blastRadiusLimit, trafficOwnCosine, supersedeCosine
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
         case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
     }
@@ -115,6 +134,9 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.expertSteps, &expertSteps); try read(.expertLearningRate, &expertLearningRate)
         try read(.expertStopLoss, &expertStopLoss); try read(.expertInitScale, &expertInitScale)
         try read(.answerEnd, &answerEnd); try read(.answerEndTokens, &answerEndTokens)
+        try read(.keyPooling, &keyPooling); try read(.trafficOwnCosine, &trafficOwnCosine)
+        if c.contains(.blastRadiusLimit) { blastRadiusLimit = try c.decodeIfPresent(Float.self, forKey: .blastRadiusLimit) }
+        if c.contains(.supersedeCosine) { supersedeCosine = try c.decodeIfPresent(Float.self, forKey: .supersedeCosine) }
         try read(.theta, &theta); try read(.neuronLoss, &neuronLoss); try read(.neuronSteps, &neuronSteps)
         try read(.neuronLearningRate, &neuronLearningRate); try read(.neuronMargin, &neuronMargin)
         try read(.neuronHardNegatives, &neuronHardNegatives); try read(.neuronPrototypeInit, &neuronPrototypeInit)
@@ -132,6 +154,9 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(expertSteps, forKey: .expertSteps); try c.encode(expertLearningRate, forKey: .expertLearningRate)
         try c.encode(expertStopLoss, forKey: .expertStopLoss); try c.encode(expertInitScale, forKey: .expertInitScale)
         try c.encode(answerEnd, forKey: .answerEnd); try c.encode(answerEndTokens, forKey: .answerEndTokens)
+        try c.encode(keyPooling, forKey: .keyPooling); try c.encode(trafficOwnCosine, forKey: .trafficOwnCosine)
+        if let blastRadiusLimit { try c.encode(blastRadiusLimit, forKey: .blastRadiusLimit) } else { try c.encodeNil(forKey: .blastRadiusLimit) }
+        if let supersedeCosine { try c.encode(supersedeCosine, forKey: .supersedeCosine) } else { try c.encodeNil(forKey: .supersedeCosine) }
         try c.encode(theta, forKey: .theta); try c.encode(neuronLoss, forKey: .neuronLoss); try c.encode(neuronSteps, forKey: .neuronSteps)
         try c.encode(neuronLearningRate, forKey: .neuronLearningRate); try c.encode(neuronMargin, forKey: .neuronMargin)
         try c.encode(neuronHardNegatives, forKey: .neuronHardNegatives); try c.encode(neuronPrototypeInit, forKey: .neuronPrototypeInit)
@@ -170,6 +195,9 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try check(neuronHardNegatives >= 0, "neuronHardNegatives must be ≥ 0")
         try check(refineMargin >= 0 && refineSteps >= 0, "refine settings must be ≥ 0")
         if let g = keyGate { try check(g > -1 && g < 1, "keyGate must be in (−1, 1)") }
+        if let b = blastRadiusLimit { try check(b >= 0 && b <= 1, "blastRadiusLimit must be in 0…1") }
+        if let s = supersedeCosine { try check(s > -1 && s <= 1, "supersedeCosine must be in (−1, 1]") }
+        try check(trafficOwnCosine > -1 && trafficOwnCosine <= 1, "trafficOwnCosine must be in (−1, 1]")
         try check(promptTemplate.contains("{prompt}"), "promptTemplate must contain {prompt}")
     }
 

@@ -1,13 +1,14 @@
 // The records the edit repositories read and write (tables in migrations/0001_edit_pipeline.sql).
 import Foundation
 
-/// Life of an edit: queued → training → active → superseded | reverted; training → failed →
-/// training (bounded retries). `edits.status` has a CHECK with exactly these values.
+/// Life of an edit: queued → training → active → superseded | reverted; training → held (its
+/// blast radius is over the limit; never served) → reverted; training → failed → training
+/// (bounded retries). `edits.status` has a CHECK with exactly these values.
 public enum EditStatus: String, Sendable, Codable, CaseIterable {
-    case queued, training, active, failed, superseded, reverted
+    case queued, training, active, held, failed, superseded, reverted
 
     /// The trainer never touches an edit in these states again.
-    public var isSettled: Bool { self == .active || self == .superseded || self == .reverted }
+    public var isSettled: Bool { self == .active || self == .held || self == .superseded || self == .reverted }
 }
 
 /// Where a Kafka message was read.
@@ -39,6 +40,8 @@ public struct EditRecord: Sendable, Equatable {
     /// Training attempts started so far.
     public var attempts: Int
     public var supersededBy: Int64?
+    /// Why the edit is held for review (status `held`, and kept after a revert of it).
+    public var heldReason: String?
     /// The correction's `created_at`: among edits of one prompt the latest correction wins.
     public var correctedAt: Date
     public var createdAt: Date
@@ -46,7 +49,7 @@ public struct EditRecord: Sendable, Equatable {
 
     public init(id: Int64, eventID: String, prompt: String, target: String, rephrases: [String], status: EditStatus,
                 hyperparameters: String? = nil, metrics: String? = nil, error: String? = nil, attempts: Int = 0,
-                supersededBy: Int64? = nil, correctedAt: Date, createdAt: Date, updatedAt: Date) {
+                supersededBy: Int64? = nil, heldReason: String? = nil, correctedAt: Date, createdAt: Date, updatedAt: Date) {
         self.id = id
         self.eventID = eventID
         self.prompt = prompt
@@ -58,6 +61,7 @@ public struct EditRecord: Sendable, Equatable {
         self.error = error
         self.attempts = attempts
         self.supersededBy = supersededBy
+        self.heldReason = heldReason
         self.correctedAt = correctedAt
         self.createdAt = createdAt
         self.updatedAt = updatedAt
@@ -69,8 +73,8 @@ public struct EditRecord: Sendable, Equatable {
     }
 }
 
-/// An indexing neuron: its score sigmoid(w·k + bias) on a key k [F] (layer L's FFN input at
-/// the last prompt token) decides whether its edit's expert is used. `key` [F] is the edit
+/// An indexing neuron: its score sigmoid(w·k + bias) on a routing key k [F] (layer L's FFN
+/// input pooled over the prompt, Core's `KeyPooling`) decides whether its edit's expert is used. `key` [F] is the edit
 /// prompt's key, `extraKeys` [P][F] those of its rephrases.
 public struct StoredIndexingNeuron: Sendable, Equatable {
     public var layer: Int
@@ -110,16 +114,27 @@ public struct TrainedEdit: Sendable, Equatable {
     public var refinedNeurons: [ActiveNeuron]
     /// The hyperparameters used, as JSON text.
     public var hyperparameters: String
-    /// Training metrics (losses, reliability, …), as JSON text.
+    /// Training metrics (losses, blast radius, …), as JSON text.
     public var metrics: String
+    /// Active edits of the same fact worded differently, which this one supersedes (by meaning,
+    /// Core's `supersedeCosine`); the later correction wins, as for identical prompts.
+    public var supersedes: [Int64]
+    /// Set when the blast-radius check refuses activation: the edit becomes `held` with this reason.
+    public var heldReason: String?
+    /// What the audit row of activation or hold records of the blast radius.
+    public var blastRadius: [String: Double]
 
     public init(expert: StoredExpert, neuron: StoredIndexingNeuron, refinedNeurons: [ActiveNeuron] = [],
-                hyperparameters: String, metrics: String) {
+                hyperparameters: String, metrics: String, supersedes: [Int64] = [], heldReason: String? = nil,
+                blastRadius: [String: Double] = [:]) {
         self.expert = expert
         self.neuron = neuron
         self.refinedNeurons = refinedNeurons
         self.hyperparameters = hyperparameters
         self.metrics = metrics
+        self.supersedes = supersedes
+        self.heldReason = heldReason
+        self.blastRadius = blastRadius
     }
 }
 

@@ -1,6 +1,7 @@
 // The repositories of the edit pipeline, one protocol per client. `PostgresEditStore` and
 // `InMemoryEditStore` implement all of them with the same semantics. Implementations are not
 // thread-safe (one libpq connection each): give every task its own.
+import Core
 import Foundation
 
 /// Ingest: one accepted correction → correction row + queued edit + audit row, atomically.
@@ -43,6 +44,15 @@ public protocol TrainingRepository: AnyObject {
     func activeEditVersions() throws -> [Int64: Double]
     /// These edits with their experts and neurons, by id (missing ids are left out).
     func storedEdits(ids: [Int64]) throws -> [StoredEdit]
+}
+
+/// The router's traffic reservoir (Core's `TrafficReservoir`) in `traffic_keys`: the router
+/// writes changed slots, the trainer reads them all. Keys only, never prompt text.
+public protocol TrafficKeyRepository: AnyObject {
+    /// Upserts these slots of the reservoir of `layer` and `pooling`.
+    func storeTrafficKeys(layer: Int, pooling: String, slots: [TrafficReservoir.Slot]) throws
+    /// Every stored slot of `layer` and `pooling` whose key has `dims` values, by slot.
+    func trafficKeys(layer: Int, pooling: String, dims: Int) throws -> [TrafficReservoir.Slot]
 }
 
 /// Router and operators: what is served, history, revert.

@@ -1,6 +1,7 @@
 // The in-memory twin of PostgresEditStore: the same semantics (idempotency, guarded
 // transitions, supersede, revert, bounded attempts, append-only audit), for hermetic tests.
 // Notifications are appended to `notifications` instead of sent.
+import Core
 import Foundation
 
 public final class InMemoryEditStore {
@@ -19,6 +20,8 @@ public final class InMemoryEditStore {
         versions[id] = versionCounter
     }
     public private(set) var letters: [DeadLetter] = []
+    /// Traffic reservoir slots by "layer/pooling", then slot.
+    public private(set) var traffic: [String: [Int: TrafficReservoir.Slot]] = [:]
     public private(set) var audit: [AuditEntry] = []
     public private(set) var notifications: [EditNotification] = []
     private var nextEditID: Int64 = 1
@@ -123,7 +126,15 @@ extension InMemoryEditStore: TrainingRepository {
             $0.metrics = result.metrics
             $0.error = nil
         }
-        let current = edits.values.filter { $0.status == .active && $0.prompt == edit.prompt && $0.id != editID }
+        if let reason = result.heldReason {
+            let held = set(editID, .held) { trained(&$0); $0.heldReason = reason }
+            log(actor, "edit.held", held, from: .training, to: .held, ["attempt": attempt, "reason": reason, "blast_radius": result.blastRadius])
+            notifications.append(EditNotification(editID: editID, status: .held))
+            return held
+        }
+        let current = edits.values.filter {
+            $0.status == .active && $0.id != editID && ($0.prompt == edit.prompt || result.supersedes.contains($0.id))
+        }.sorted { $0.id < $1.id }
         if let newer = current.first(where: { $0.isLater(than: edit) }) {
             let mine = set(editID, .superseded) { trained(&$0); $0.supersededBy = newer.id }
             log(actor, "edit.superseded", mine, from: .training, to: .superseded, ["attempt": attempt, "superseded_by": newer.id])
@@ -136,7 +147,8 @@ extension InMemoryEditStore: TrainingRepository {
             notifications.append(EditNotification(editID: older.id, status: .superseded))
         }
         let active = set(editID, .active, trained)
-        log(actor, "edit.activated", active, from: .training, to: .active, ["attempt": attempt, "superseded": current.map(\.id)])
+        log(actor, "edit.activated", active, from: .training, to: .active,
+            ["attempt": attempt, "superseded": current.map(\.id), "blast_radius": result.blastRadius])
         notifications.append(EditNotification(editID: editID, status: .active))
         return active
     }
@@ -192,5 +204,15 @@ extension InMemoryEditStore: EditCatalog {
         log(actor, "edit.reverted", reverted, from: edit.status, to: .reverted, ["reason": reason])
         notifications.append(EditNotification(editID: editID, status: .reverted))
         return reverted
+    }
+}
+
+extension InMemoryEditStore: TrafficKeyRepository {
+    public func storeTrafficKeys(layer: Int, pooling: String, slots: [TrafficReservoir.Slot]) throws {
+        for s in slots { traffic["\(layer)/\(pooling)", default: [:]][s.slot] = s }
+    }
+
+    public func trafficKeys(layer: Int, pooling: String, dims: Int) throws -> [TrafficReservoir.Slot] {
+        (traffic["\(layer)/\(pooling)"] ?? [:]).values.filter { $0.key.count == dims }.sorted { $0.slot < $1.slot }
     }
 }

@@ -1,6 +1,7 @@
 // The edit repositories on PostgreSQL. Every statement is parameterised; every multi-row
 // change is one transaction; NOTIFY is sent inside the transaction, so it is delivered
 // exactly when the change commits.
+import Core
 import Foundation
 
 public final class PostgresEditStore {
@@ -12,7 +13,7 @@ public final class PostgresEditStore {
 
     static let editColumns = """
         id, event_id, prompt, target, rephrases::text AS rephrases, status, hyperparameters::text AS hyperparameters,
-        metrics::text AS metrics, error, attempts, superseded_by,
+        metrics::text AS metrics, error, attempts, superseded_by, held_reason,
         extract(epoch FROM corrected_at)::float8 AS corrected_at, extract(epoch FROM created_at)::float8 AS created_at,
         extract(epoch FROM updated_at)::float8 AS updated_at
         """
@@ -26,6 +27,7 @@ public final class PostgresEditStore {
             target: try row.string("target"), rephrases: rephrases, status: status,
             hyperparameters: row["hyperparameters"], metrics: row["metrics"], error: row["error"],
             attempts: Int(try row.int("attempts")), supersededBy: row["superseded_by"].flatMap { Int64($0) },
+            heldReason: row["held_reason"],
             correctedAt: Date(timeIntervalSince1970: try row.double("corrected_at")),
             createdAt: Date(timeIntervalSince1970: try row.double("created_at")),
             updatedAt: Date(timeIntervalSince1970: try row.double("updated_at")))
@@ -199,28 +201,44 @@ extension PostgresEditStore: TrainingRepository {
             }
             let trained: [(String, PostgresValue?)] = [("hyperparameters", .text(result.hyperparameters)),
                                                        ("metrics", .text(result.metrics)), ("error", nil)]
-            // The active edit of the same prompt, if any: the later correction wins.
-            let current = try tx.query("""
+            if let reason = result.heldReason {
+                let held = try setStatus(tx, editID, .held, trained + [("held_reason", .text(reason))])
+                try audit(tx, actor: actor, action: "edit.held", editID: editID, eventID: edit.eventID, from: .training, to: .held,
+                          details: ["attempt": attempt, "reason": reason, "blast_radius": result.blastRadius])
+                try notify(tx, held)
+                return held
+            }
+            // The active edits of the same prompt, and those of the same fact by meaning: the later
+            // correction wins.
+            let samePrompt = try tx.query("""
                 SELECT \(Self.editColumns) FROM edits
                 WHERE md5(prompt) = md5($1) AND prompt = $1 AND status = 'active' AND id <> $2 FOR UPDATE
                 """, [.text(edit.prompt), .int(editID)]).map(Self.editRecord)
+            let sameFact = result.supersedes.isEmpty ? [] : try tx.query("""
+                SELECT \(Self.editColumns) FROM edits WHERE id = ANY($1::bigint[]) AND status = 'active' AND id <> $2 FOR UPDATE
+                """, [.text("{" + result.supersedes.map(String.init).joined(separator: ",") + "}"), .int(editID)]).map(Self.editRecord)
+                .filter { f in !samePrompt.contains { $0.id == f.id } }
+            let current = samePrompt + sameFact
             if let newer = current.first(where: { $0.isLater(than: edit) }) {
+                let why = newer.prompt == edit.prompt ? "a later correction of the same prompt is active"
+                                                      : "a later correction of the same fact is active"
                 let mine = try setStatus(tx, editID, .superseded, trained + [("superseded_by", .int(newer.id))])
                 try audit(tx, actor: actor, action: "edit.superseded", editID: editID, eventID: edit.eventID, from: .training, to: .superseded,
-                          details: ["attempt": attempt, "superseded_by": newer.id, "why": "a later correction of the same prompt is active"])
+                          details: ["attempt": attempt, "superseded_by": newer.id, "why": why])
                 try notify(tx, mine)
                 return mine
             }
             for older in current {
                 let old = try setStatus(tx, older.id, .superseded, [("superseded_by", .int(editID))])
+                let why = older.prompt == edit.prompt ? "same prompt" : "same fact (the new edit answers its prompt; key cosine over the limit)"
                 try audit(tx, actor: actor, action: "edit.superseded", editID: older.id, eventID: older.eventID, from: .active, to: .superseded,
-                          details: ["superseded_by": editID])
+                          details: ["superseded_by": editID, "why": why])
                 try notify(tx, old)
             }
             let active = try setStatus(tx, editID, .active, trained + [("activated_at", .text("now"))])
             try audit(tx, actor: actor, action: "edit.activated", editID: editID, eventID: edit.eventID, from: .training, to: .active,
                       details: ["attempt": attempt, "layer": result.expert.layer, "rank": result.expert.rank,
-                                "superseded": current.map(\.id)])
+                                "superseded": current.map(\.id), "blast_radius": result.blastRadius])
             try notify(tx, active)
             return active
         }
@@ -338,6 +356,31 @@ extension PostgresEditStore: EditCatalog {
                       details: ["reason": reason])
             try notify(tx, reverted)
             return reverted
+        }
+    }
+}
+
+extension PostgresEditStore: TrafficKeyRepository {
+    public func storeTrafficKeys(layer: Int, pooling: String, slots: [TrafficReservoir.Slot]) throws {
+        guard !slots.isEmpty else { return }
+        try db.transaction { tx in
+            for s in slots {
+                try tx.query("""
+                    INSERT INTO traffic_keys (layer, pooling, slot, dims, key, seen) VALUES ($1, $2, $3, $4, $5, $6)
+                    ON CONFLICT (layer, pooling, slot) DO UPDATE SET dims = EXCLUDED.dims, key = EXCLUDED.key,
+                        seen = EXCLUDED.seen, recorded_at = now()
+                    """, [.int(Int64(layer)), .text(pooling), .int(Int64(s.slot)), .int(Int64(s.key.count)),
+                          .bytes(FloatVectorCodec.encode(s.key)), .int(s.seen)])
+            }
+        }
+    }
+
+    public func trafficKeys(layer: Int, pooling: String, dims: Int) throws -> [TrafficReservoir.Slot] {
+        try db.query("""
+            SELECT slot, key, seen FROM traffic_keys WHERE layer = $1 AND pooling = $2 AND dims = $3 ORDER BY slot
+            """, [.int(Int64(layer)), .text(pooling), .int(Int64(dims))]).map { row in
+            TrafficReservoir.Slot(slot: Int(try row.int("slot")), key: try FloatVectorCodec.decode(try row.bytes("key"), count: dims),
+                                  seen: try row.int("seen"))
         }
     }
 }
