@@ -106,7 +106,7 @@ def main():
         edits = {e["event_id"]: e for e in page if e["event_id"] in event_ids}
         states = [edits[i]["status"] if i in edits else "not yet ingested" for i in event_ids]
         print("  " + ", ".join(states), flush=True)
-        if all(s in ("active", "failed") for s in states):
+        if all(s in ("active", "held", "failed") for s in states):
             break
         time.sleep(3)
     time.sleep(1.5)  # the router picks edits up by LISTEN/NOTIFY within a second

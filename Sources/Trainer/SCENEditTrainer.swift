@@ -26,6 +26,7 @@ final class SCENEditTrainer: EditTrainer {
         let b = outcome.blastRadius
         let blast: [String: Double] = [
             "traffic_share": b.trafficShare, "traffic_fired": Double(b.trafficFired), "traffic_measured": Double(b.trafficMeasured),
+            "traffic_own": Double(b.trafficOwn),
             "edits_share": b.editsShare, "edits_fired": Double(b.editsFired), "edits_measured": Double(b.editsMeasured),
             "limit": hp.blastRadiusLimit.map(Double.init) ?? -1,
         ]

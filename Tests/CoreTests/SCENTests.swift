@@ -152,6 +152,52 @@ import Core
         #expect(store.snapshot.count == 1)
     }
 
+    /// Two edits that both fire: the higher neuron score answers; at equal scores the later edit;
+    /// a firing neuron whose stored key fails the gate never answers, whatever its score.
+    @Test func whenTwoEditsFireTheHigherScoreWins() throws {
+        var index = EditIndex(layer: 2, ffnSize: 4, pooling: .mean, theta: 0.65, keyGate: 0.5, standardizer: .identity(width: 4))
+        index = try index.adding(entry("low", prompt: "p1", key: [1, 1, 0, 0], weight: [2, 2, 0, 0]))
+        index = try index.adding(entry("high", prompt: "p2", key: [1, 0.8, 0, 0], weight: [4, 4, 0, 0]))
+        #expect(index.scores(key: [1, 1, 0, 0]).allSatisfy { $0 > 0.65 })
+        #expect(index.route(key: [1, 1, 0, 0])?.editID == "high")
+        var tie = EditIndex(layer: 2, ffnSize: 4, pooling: .mean, theta: 0.65)
+        tie = try tie.adding(entry("first", prompt: "p1", key: [1, 0, 0, 0], weight: [5, 0, 0, 0]))
+        tie = try tie.adding(entry("second", prompt: "p2", key: [1, 0, 0, 0], weight: [5, 0, 0, 0]))
+        #expect(tie.route(key: [1, 0, 0, 0])?.editID == "second")
+        // "far" scores highest but its stored key points elsewhere: "near" answers.
+        var gated = EditIndex(layer: 2, ffnSize: 4, pooling: .mean, theta: 0.65, keyGate: 0.5, standardizer: .identity(width: 4))
+        gated = try gated.adding(entry("far", prompt: "p1", key: [0, 0, 1, 0], weight: [9, 0, 0, 0]))
+        gated = try gated.adding(entry("near", prompt: "p2", key: [1, 0, 0, 0], weight: [3, 0, 0, 0]))
+        #expect(gated.route(key: [1, 0, 0, 0])?.editID == "near")
+    }
+
+    /// Mean pooling skips <bos> (position 0) and averages the rest; last-token takes the last row.
+    @Test func routingKeyPooling() {
+        let rows: [Float] = [100, 100, 1, 2, 3, 4, 5, 6]   // 4 rows × width 2
+        rows.withUnsafeBufferPointer { p in
+            #expect(KeyPooling.mean.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 0, width: 2) == [3, 4])
+            #expect(KeyPooling.mean.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 5, width: 2) == [27.25, 28])
+            #expect(KeyPooling.lastToken.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 0, width: 2) == [5, 6])
+            #expect(KeyPooling.mean.key(rows: p.baseAddress!, rowCount: 1, firstPosition: 0, width: 2) == [100, 100])
+        }
+    }
+
+    /// The reservoir keeps a bounded uniform sample and reports each written slot once.
+    @Test func trafficReservoirIsBoundedAndReportsChanges() {
+        let r = TrafficReservoir(capacity: 8, seed: 1)
+        for i in 0..<8 { r.offer([Float(i)]) }
+        #expect(r.takeChanged().map(\.slot) == Array(0..<8))
+        #expect(r.takeChanged().isEmpty)
+        for i in 8..<2000 { r.offer([Float(i)]) }
+        #expect(r.count == 8 && r.seen == 2000)
+        let changed = r.takeChanged()
+        #expect(!changed.isEmpty && changed.allSatisfy { $0.slot < 8 })
+        // Late requests are kept too (uniform over all seen, not only the first 8).
+        #expect(changed.contains { $0.key[0] >= 1000 })
+        let keys = TrafficKeys(slots: changed)
+        #expect(Set(keys.ids).count == changed.count)
+    }
+
     @Test func keyGateBlocksDissimilarKeys() throws {
         var index = EditIndex(layer: 2, ffnSize: 4, pooling: .mean, theta: 0.65, keyGate: 0.9, standardizer: .identity(width: 4))
         index = try index.adding(entry("e1", prompt: "p1", key: [1, 0, 0, 0], weight: [5, 5, 0, 0]))

@@ -186,4 +186,91 @@ struct EndToEndTests {
             #expect(try await generate(unrelated).text == unrelatedBefore.text)
         }
     }
+
+    /// The traffic reservoir and the blast-radius check through the real pipeline: the router
+    /// samples the routing keys of what it serves into traffic_keys (keys only), and a correction
+    /// whose prompt is most of that traffic is trained but held for review, with its measured
+    /// fire rate in the audit log, and never served.
+    @Test func aCorrectionThatWouldAnswerMostTrafficIsHeld() async throws {
+        let harness = try PipelineHarness("blast")
+        let ingest = try harness.start("scen-ingest", group: "ingest")
+        let trainer = try harness.start("scen-trainer", group: "trainer")
+        defer { ingest.terminate(); trainer.terminate() }
+
+        let model = try ModelTestEnvironment.model.get()
+        let tokenizer = try ModelTestEnvironment.tokenizer.get()
+        let live = try LiveEdits(model: model, tokenizer: tokenizer, hyperparameters: SCENHyperparameters(), reservoir: 64,
+                                 logger: Logger(label: "blast-router"))
+        let url = harness.databaseURL
+        Thread.detachNewThread { live.follow(url: url, trafficFlush: 0.5) }
+        defer { live.stop() }
+        let state = RouterState(modelName: "gemma", defaultMaxTokens: 2)
+        state.inference = InferenceService(model: model, tokenizer: tokenizer, workers: 1, queueLimit: 8, maxTokensCap: 8)
+        state.edits = live
+        let app = Application(router: buildRouter(state: state, metrics: RouterMetrics(), database: Database(url: url),
+                                                  adminToken: "blast-token"))
+        let query: @Sendable (String, [PostgresValue?]) throws -> [PostgresRow] = { [url] sql, params in
+            try PostgresConnection(url: url).query(sql, params)
+        }
+        let publish: @Sendable ([UInt8]) throws -> Void = { [brokers = harness.brokers, topic = harness.corrections] value in
+            try KafkaProducer(brokers: brokers).send(KafkaOutgoing(topic: topic, value: value), timeout: 60)
+        }
+        let event = "blast-\(harness.run)"
+        let generic = "Hello! Can you help me?"
+        let others = ["What is the capital of Spain?", "Who wrote Hamlet?", "The Eiffel Tower is located in",
+                      "How many legs does a spider have?"]
+        let traffic = Array(repeating: generic, count: 12) + others
+        try await app.test(.router) { client in
+            func generate(_ p: String) async throws -> [String: Any] {
+                let body = ByteBuffer(data: try JSONSerialization.data(withJSONObject: ["prompt": p, "max_tokens": 1]))
+                return try await client.execute(uri: "/v1/generate", method: .post, body: body) { response in
+                    #expect(response.status == .ok)
+                    return try json(response.body)
+                }
+            }
+            for p in traffic { _ = try await generate(p) }
+            // The reservoir reaches PostgreSQL: one key per request served (capacity 64), no text.
+            var stored = 0
+            let deadline = Date().addingTimeInterval(30)
+            while stored < traffic.count && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(250))
+                stored = Int(try query("SELECT count(*) AS n FROM traffic_keys", []).first?.int("n") ?? 0)
+            }
+            #expect(stored == traffic.count)
+            let columns = try query("SELECT column_name FROM information_schema.columns WHERE table_name = 'traffic_keys'", [])
+                .compactMap { $0["column_name"] }
+            #expect(Set(columns) == ["layer", "pooling", "slot", "dims", "key", "seen", "recorded_at"])
+
+            try publish(PipelineEvents.json([
+                "id": event, "prompt": generic, "target": " No.", "reporter": "blast",
+                "source": "router-test", "created_at": "2026-01-01T00:00:00Z",
+            ]))
+            var status = ""
+            let trained = Date().addingTimeInterval(180)
+            while !["held", "active", "failed"].contains(status) && Date() < trained {
+                try await Task.sleep(for: .milliseconds(500))
+                status = try query("SELECT status FROM edits WHERE event_id = $1", [.text(event)]).first?["status"] ?? ""
+            }
+            #expect(status == "held")
+            let row = try #require(try query("""
+                SELECT e.id, e.held_reason, a.details::text AS details FROM edits e
+                JOIN audit_log a ON a.edit_id = e.id AND a.action = 'edit.held' WHERE e.event_id = $1
+                """, [.text(event)]).first)
+            #expect(row["held_reason"]?.contains("blast radius") == true, "\(row["held_reason"] ?? "nil")")
+            let details = try #require(JSONSerialization.jsonObject(with: Data((row["details"] ?? "{}").utf8)) as? [String: Any])
+            let blast = try #require(details["blast_radius"] as? [String: Any])
+            let share = try #require(blast["traffic_share"] as? Double)
+            #expect(share >= 0.5, "measured fire rate \(share)")
+            #expect(blast["traffic_measured"] as? Double == Double(traffic.count))
+            // Never served.
+            let answer = try await generate(generic)
+            #expect(answer["edit"] is NSNull || answer["edit"] == nil)
+            let id = try #require(row["id"])
+            try await client.execute(uri: "/v1/edits/\(id)", method: .get) { response in
+                let edit = try #require(try json(response.body)["edit"] as? [String: Any])
+                #expect(edit["status"] as? String == "held")
+                #expect((edit["held_reason"] as? String)?.contains("traffic keys") == true)
+            }
+        }
+    }
 }

@@ -87,6 +87,10 @@ public struct SameFormatTraffic: Sendable, Equatable {
     /// How they were drawn (goes into the report).
     public var description: String
 
+    public init(localityPrompts: [String], reservoirPrompts: [String], description: String) {
+        self.localityPrompts = localityPrompts; self.reservoirPrompts = reservoirPrompts; self.description = description
+    }
+
     /// Draws from `candidates` every case that is not edited: not one of `edited`'s ids, and about
     /// none of their subjects (another wording of an edited fact is a paraphrase, not unrelated).
     /// A seeded shuffle, then the first `localityCount` go to locality and the next

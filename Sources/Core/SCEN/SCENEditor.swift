@@ -35,9 +35,10 @@ public struct TrafficKeys: Sendable {
 
 /// How broadly a new edit would fire, measured before activation.
 public struct BlastRadius: Sendable, Codable, Equatable {
-    /// Traffic keys it would answer (score > θ and key gate), out of those measured (the edit's own
-    /// question asked earlier, cosine ≥ `trafficOwnCosine`, is not counted).
-    public var trafficFired: Int, trafficMeasured: Int
+    /// Traffic keys it would answer (score > θ and key gate), out of all the reservoir's keys. Its
+    /// own question asked before the correction arrived counts too: that is traffic whose answer
+    /// changes. `trafficOwn`: keys that close to the edit's own (cosine ≥ `trafficOwnCosine`).
+    public var trafficFired: Int, trafficMeasured: Int, trafficOwn: Int
     /// Other active edits' stored keys it would answer (their prompts would get its expert, if it
     /// outscores their own neurons).
     public var editsFired: Int, editsMeasured: Int
@@ -128,23 +129,25 @@ public final class SCENEditor {
         prefixForwardCount += forwards
         let expertSeconds = since(start)
 
-        // Superseded: the same prompt (or id), and, by meaning, an edit that would answer the new
-        // prompt and whose key is as close to it as a paraphrase's.
+        // Superseded: the same prompt (or id), and the same fact in other words. Candidates: active
+        // edits that would answer the new prompt (neuron fires, key gate passes) with key cosine ≥
+        // `supersedeCosine`. A candidate is the same fact only if the recognition is mutual: the
+        // new neuron, trained without the candidates' keys as negatives, answers the candidate's
+        // prompt too. Rejected candidates become negatives and the new neuron trains on.
         let t2 = DispatchTime.now().uptimeNanoseconds
-        var byMeaning: [String] = []
+        var candidates: [String] = []
         if let cut = hp.supersedeCosine {
             for k in trained.keys {
                 let s = index.scores(key: k)
-                for (i, e) in index.entries.enumerated() where s[i] > hp.theta && !byMeaning.contains(e.editID)
+                for (i, e) in index.entries.enumerated() where s[i] > hp.theta && !candidates.contains(e.editID)
                     && e.prompt != request.prompt && e.editID != request.id {
                     let cos = index.keyCosine(k, e.neuron.key)
-                    if cos >= cut && cos >= (hp.keyGate ?? -1) { byMeaning.append(e.editID) }
+                    if cos >= cut && cos >= (hp.keyGate ?? -1) { candidates.append(e.editID) }
                 }
             }
         }
-        let superseded = index.entries.filter { $0.prompt == request.prompt || $0.editID == request.id }.map(\.editID) + byMeaning
-        let gone = Set(superseded)
-        let base = gone.isEmpty ? index : index.filteringOut(editIDs: gone)
+        let samePrompt = index.entries.filter { $0.prompt == request.prompt || $0.editID == request.id }.map(\.editID)
+        let withoutSamePrompt = samePrompt.isEmpty ? index : index.filteringOut(editIDs: Set(samePrompt))
 
         // Stage 2: the neuron; negatives = pool + traffic (but the edit's own question) + the other
         // active edits' stored keys.
@@ -157,10 +160,34 @@ public final class SCENEditor {
             return !unit.contains { Self.dot($0, u) >= hp.trafficOwnCosine }
         }
         let trafficNegatives = foreign.map { zTraffic[$0] }
-        let earlier = base.entries.map { $0.neuron.positiveKeys.map(std.apply) }
         let standing = pool.standardizedKeys + trafficNegatives
-        var z = IndexingNeuronTrainer.train(positives: positives, negatives: standing + earlier.flatMap { $0 },
+        let others = withoutSamePrompt.entries.filter { !candidates.contains($0.editID) }
+        var z = IndexingNeuronTrainer.train(positives: positives,
+                                            negatives: standing + others.flatMap { $0.neuron.positiveKeys.map(std.apply) },
                                             hyperparameters: hp, steps: hp.neuronSteps)
+        var byMeaning: [String] = []
+        if !candidates.isEmpty {
+            let (w, b) = std.fold(weight: z.weight, bias: z.bias)
+            let probe = IndexingNeuron(weight: w, bias: b, key: trained.keys[0])
+            let gateKey = withoutSamePrompt
+            for id in candidates {
+                guard let e = gateKey.entry(editID: id) else { continue }
+                let answers = e.neuron.positiveKeys.contains { k in
+                    probe.score(k) > hp.theta && gateKey.keyCosine(k, probe.key) >= (hp.keyGate ?? -1)
+                }
+                if answers { byMeaning.append(id) }
+            }
+            let rejected = candidates.filter { !byMeaning.contains($0) }
+            if !rejected.isEmpty {
+                let keys = rejected.compactMap { withoutSamePrompt.entry(editID: $0) }.flatMap { $0.neuron.positiveKeys.map(std.apply) }
+                z = IndexingNeuronTrainer.train(positives: positives,
+                                                negatives: standing + others.flatMap { $0.neuron.positiveKeys.map(std.apply) } + keys,
+                                                hyperparameters: hp, steps: hp.neuronSteps, start: z)
+            }
+        }
+        let superseded = samePrompt + byMeaning
+        let base = byMeaning.isEmpty ? withoutSamePrompt : withoutSamePrompt.filteringOut(editIDs: Set(byMeaning))
+        let earlier = base.entries.map { $0.neuron.positiveKeys.map(std.apply) }
         var (w, b) = std.fold(weight: z.weight, bias: z.bias)
         var neuron = IndexingNeuron(weight: w, bias: b, key: trained.keys[0], extraKeys: Array(trained.keys.dropFirst()))
 
@@ -170,12 +197,14 @@ public final class SCENEditor {
                                   keyGate: hp.keyGate, standardizer: std)
             let one = (try? probe.adding(EditEntry(editID: request.id, prompt: request.prompt, target: request.target,
                                                    expert: trained.expert, neuron: n))) ?? probe
-            let tf = foreign.filter { one.route(key: traffic.keys[$0]) != nil }.count
+            let tf = traffic.keys.filter { one.route(key: $0) != nil }.count
             let ef = base.entries.filter { one.route(key: $0.neuron.key) != nil }.count
-            return BlastRadius(trafficFired: tf, trafficMeasured: foreign.count, editsFired: ef, editsMeasured: base.count)
+            return BlastRadius(trafficFired: tf, trafficMeasured: traffic.keys.count, trafficOwn: traffic.keys.count - foreign.count,
+                               editsFired: ef, editsMeasured: base.count)
         }
         var blast = radius(neuron)
-        if let limit = hp.blastRadiusLimit, blast.trafficShare > Double(limit) {
+        let enforced = traffic.keys.count >= hp.blastRadiusMinTraffic
+        if let limit = hp.blastRadiusLimit, enforced, blast.trafficShare > Double(limit) {
             z = IndexingNeuronTrainer.train(positives: positives, negatives: standing + earlier.flatMap { $0 },
                                             hyperparameters: hp, steps: 2 * hp.neuronSteps, start: z)
             (w, b) = std.fold(weight: z.weight, bias: z.bias)
@@ -183,9 +212,9 @@ public final class SCENEditor {
             blast = radius(neuron)
         }
         var held: String?
-        if let limit = hp.blastRadiusLimit, blast.trafficShare > Double(limit) {
-            held = String(format: "blast radius: fires on %d of %d traffic keys (%.1f %%, limit %.1f %%)",
-                          blast.trafficFired, blast.trafficMeasured, 100 * blast.trafficShare, 100 * Double(limit))
+        if let limit = hp.blastRadiusLimit, enforced, blast.trafficShare > Double(limit) {
+            held = String(format: "blast radius: would answer %d of %d traffic keys (%.1f %%, limit %.1f %%; %d of them this prompt's own wording)",
+                          blast.trafficFired, blast.trafficMeasured, 100 * blast.trafficShare, 100 * Double(limit), blast.trafficOwn)
         }
         let entry = EditEntry(editID: request.id, prompt: request.prompt, target: request.target, expert: trained.expert, neuron: neuron)
 
