@@ -16,6 +16,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "scen | ft | none") var method: EditMethod = .scen
     @Option(help: "Write the report JSON here.") var report: String?
     @Option(name: .customLong("eval-every"), help: "Also evaluate every K edits.") var evalEvery: Int?
+    @Option(name: .customLong("sweep-theta"), parsing: .upToNextOption,
+            help: "Evaluate the final index again at these routing thresholds θ (training keeps --theta).") var sweepTheta: [Float] = []
     @Option(help: ArgumentHelp("JSONL file whose unedited cases give the same-format locality prompts and the simulated traffic reservoir (default: --data).",
                                discussion: "Cases sharing an id or a subject with an edited case are never drawn. For zsre-dev at T≈1000 use zsre-scale.jsonl (no fact in common)."))
     var traffic: String?
@@ -88,7 +90,7 @@ struct EvalCommand: ParsableCommand {
         let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: method, cases: cases,
                                             traffic: drawn)
         evaluation.progress = status
-        var result = try evaluation.run(evalEvery: evalEvery)
+        var result = try evaluation.run(evalEvery: evalEvery, sweepTheta: sweepTheta)
         result.data = data
         stderr.write(Data("\n".utf8))
         let encoder = JSONEncoder()

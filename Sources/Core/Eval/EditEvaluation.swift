@@ -83,6 +83,13 @@ public struct EvalReport: Codable, Sendable {
     public var config: SCENHyperparameters
     /// Scores after every K edits (--eval-every).
     public var along_the_way: [EvalScores]
+    /// The final index evaluated again at other routing thresholds θ (--sweep-theta; training used `config.theta`).
+    public var theta_sweep: [ThetaScores]
+}
+
+public struct ThetaScores: Codable, Sendable {
+    public var theta: Double
+    public var scores: EvalScores
 }
 
 public final class EditEvaluation {
@@ -120,7 +127,7 @@ public final class EditEvaluation {
 
     private var kind: EditCase.Kind { cases.first?.kind ?? .zsre }
 
-    public func run(evalEvery: Int? = nil) throws -> EvalReport {
+    public func run(evalEvery: Int? = nil, sweepTheta: [Float] = []) throws -> EvalReport {
         let hp = hyperparameters
         var editor: SCENEditor?
         var index: EditIndex?
@@ -183,6 +190,13 @@ public final class EditEvaluation {
         }
         let final = try evaluate(cases, index: index, ftWeight: ftWeight)
         along.append(final)
+        var sweep: [ThetaScores] = []
+        if let index {
+            for t in sweepTheta {
+                progress?("[\(method.rawValue)] θ = \(t)")
+                sweep.append(ThetaScores(theta: Double(t), scores: try evaluate(cases, index: index.withTheta(t), ftWeight: ftWeight)))
+            }
+        }
         func pct(_ p: Double) -> Double {
             guard !seconds.isEmpty else { return 0 }
             let s = seconds.sorted()
@@ -206,7 +220,7 @@ public final class EditEvaluation {
             same_format_prompts: traffic.localityPrompts.count, reservoir_prompts: method == .scen ? traffic.reservoirPrompts.count : 0,
             superseded_by_meaning: byMeaning, superseded_same_fact: sameFact, held_for_review: held,
             blast_radius_traffic_mean: blast.isEmpty ? 0 : blast.reduce(0, +) / Double(blast.count),
-            config: hp, along_the_way: along)
+            config: hp, along_the_way: along, theta_sweep: sweep)
     }
 
     /// W_acc + B·A (lowrank) or W' (full).

@@ -43,7 +43,7 @@ public struct EditIndex: Sendable {
     public let layer: Int
     public let ffnSize: Int
     public let pooling: KeyPooling
-    public let theta: Float
+    public private(set) var theta: Float
     /// Optional key gate (see `SCENHyperparameters.keyGate`) and the standardiser it uses. With a
     /// gate, the routed edit is the best-scoring firing neuron (score > θ) whose stored key passes it.
     public let keyGate: Float?
@@ -109,6 +109,13 @@ public struct EditIndex: Sendable {
     /// A snapshot without the edits of this exact prompt.
     public func superseding(prompt: String) -> EditIndex {
         filtered { $0.prompt != prompt }
+    }
+
+    /// The same snapshot routing with another θ (the eval harness's sweep).
+    public func withTheta(_ t: Float) -> EditIndex {
+        var next = self
+        next.theta = t
+        return next
     }
 
     /// A snapshot without the edits `ids` (superseded by meaning).
