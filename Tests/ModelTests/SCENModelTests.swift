@@ -151,7 +151,9 @@ struct SCENModelTests {
     /// one; a correction of another fact about the same subject does not.
     @Test func sameFactInOtherWordsSupersedes() throws {
         let (model, tokenizer) = try ModelTestEnvironment.loaded.get()
-        let hp = SCENHyperparameters()
+        var hp = SCENHyperparameters()
+        #expect(hp.supersedeCosine == nil, "off by default")
+        hp.supersedeCosine = 0.6
         let editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp)
         let traffic = try traffic(editor)
         var index = editor.emptyIndex()
@@ -168,6 +170,14 @@ struct SCENModelTests {
         let neighbour = try editor.edit(EditRequest(id: "frankenstein", prompt: hp.templated("Who wrote the novel Frankenstein?"),
                                                     target: " Bram Stoker"), index: other.index, traffic: traffic)
         #expect(neighbour.supersededByMeaning.isEmpty, "superseded \(neighbour.supersededByMeaning)")
+        // Prompts that differ only in a number are different facts (cosine over supersedeMaxCosine).
+        var towns = neighbour.index
+        for i in [5, 17] {
+            let out = try editor.edit(EditRequest(id: "town\(i)", prompt: "Fact \(i): the mascot of the team from town \(i) is",
+                                                  target: " a heron"), index: towns, traffic: traffic)
+            #expect(out.supersededByMeaning.isEmpty, "town \(i) superseded \(out.supersededByMeaning)")
+            towns = out.index
+        }
     }
 
     /// The blast-radius check: an edit whose prompt is most of the traffic is held (not in the

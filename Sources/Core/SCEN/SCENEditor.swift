@@ -133,7 +133,8 @@ public final class SCENEditor {
         // edits that would answer the new prompt (neuron fires, key gate passes) with key cosine ≥
         // `supersedeCosine`. A candidate is the same fact only if the recognition is mutual: the
         // new neuron, trained without the candidates' keys as negatives, answers the candidate's
-        // prompt too. Rejected candidates become negatives and the new neuron trains on.
+        // prompt too. Rejected candidates become negatives and the new neuron trains on. Keys closer
+        // than `supersedeMaxCosine` are another subject in the same wording, never candidates.
         let t2 = DispatchTime.now().uptimeNanoseconds
         var candidates: [String] = []
         if let cut = hp.supersedeCosine {
@@ -142,7 +143,7 @@ public final class SCENEditor {
                 for (i, e) in index.entries.enumerated() where s[i] > hp.theta && !candidates.contains(e.editID)
                     && e.prompt != request.prompt && e.editID != request.id {
                     let cos = index.keyCosine(k, e.neuron.key)
-                    if cos >= cut && cos >= (hp.keyGate ?? -1) { candidates.append(e.editID) }
+                    if cos >= cut && cos < hp.supersedeMaxCosine && cos >= (hp.keyGate ?? -1) { candidates.append(e.editID) }
                 }
             }
         }

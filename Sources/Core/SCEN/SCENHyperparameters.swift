@@ -108,13 +108,18 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// edit's own question asked before the correction arrived: they are neither negatives nor
     /// counted in the blast radius.
     public var trafficOwnCosine: Float = 0.9
-    /// Beyond SCEN: the same fact corrected twice. An active edit is a candidate when it would
-    /// answer the new prompt (its neuron fires, its key passes the gate) and its stored key has
-    /// cosine ≥ this with the new prompt's key; it is superseded when the recognition is mutual:
-    /// the new neuron, trained without the candidates as negatives, answers the candidate's prompt
-    /// (nil: only byte-identical prompts supersede). zsre-dev T=100 (README): 0.8 one-way caught
-    /// 13 of 31 same-fact pairs (1 wrong supersede), 0.6 one-way 28 (2 wrong), 0.6 mutual 27 (1 wrong).
-    public var supersedeCosine: Float? = 0.6
+    /// Beyond SCEN: the same fact corrected twice (off by default: nil). An active edit is a
+    /// candidate when it would answer the new prompt (its neuron fires, its key passes the gate)
+    /// and its stored key has cosine in [supersedeCosine, supersedeMaxCosine) with the new
+    /// prompt's key; it is superseded when the recognition is mutual: the new neuron, trained
+    /// without the candidates as negatives, answers the candidate's prompt. The upper bound keeps
+    /// prompts that differ in a few tokens (another subject in the same wording) apart.
+    /// zsre-dev T=100 (README): one-way 0.8 caught 13 of 31 same-fact pairs (1 wrong supersede),
+    /// one-way 0.6 28 (2 wrong), mutual 0.6 27 (1 wrong); counterfact-dev T=400, mutual 0.6 without
+    /// the upper bound: 11 wrong supersedes, and prompts that differ only in a number all
+    /// superseded each other — hence off until the key tells subjects apart.
+    public var supersedeCosine: Float? = nil
+    public var supersedeMaxCosine: Float = 0.9
     /// Applied by callers that feed benchmark questions (the eval harness): `{prompt}` is replaced.
     public var promptTemplate: String = "Question: {prompt}\nAnswer:"
     /// Seed of the expert initialisation (mixed with the edit id).
@@ -124,7 +129,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, answerEnd, answerEndTokens
-        case keyPooling, theta, neuronLoss, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine
+        case keyPooling, theta, neuronLoss, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, supersedeMaxCosine
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
         case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
     }
@@ -141,7 +146,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.expertStopLoss, &expertStopLoss); try read(.expertInitScale, &expertInitScale)
         try read(.answerEnd, &answerEnd); try read(.answerEndTokens, &answerEndTokens)
         try read(.keyPooling, &keyPooling); try read(.trafficOwnCosine, &trafficOwnCosine)
-        try read(.blastRadiusMinTraffic, &blastRadiusMinTraffic)
+        try read(.blastRadiusMinTraffic, &blastRadiusMinTraffic); try read(.supersedeMaxCosine, &supersedeMaxCosine)
         if c.contains(.blastRadiusLimit) { blastRadiusLimit = try c.decodeIfPresent(Float.self, forKey: .blastRadiusLimit) }
         if c.contains(.supersedeCosine) { supersedeCosine = try c.decodeIfPresent(Float.self, forKey: .supersedeCosine) }
         try read(.theta, &theta); try read(.neuronLoss, &neuronLoss); try read(.neuronSteps, &neuronSteps)
@@ -162,7 +167,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(expertStopLoss, forKey: .expertStopLoss); try c.encode(expertInitScale, forKey: .expertInitScale)
         try c.encode(answerEnd, forKey: .answerEnd); try c.encode(answerEndTokens, forKey: .answerEndTokens)
         try c.encode(keyPooling, forKey: .keyPooling); try c.encode(trafficOwnCosine, forKey: .trafficOwnCosine)
-        try c.encode(blastRadiusMinTraffic, forKey: .blastRadiusMinTraffic)
+        try c.encode(blastRadiusMinTraffic, forKey: .blastRadiusMinTraffic); try c.encode(supersedeMaxCosine, forKey: .supersedeMaxCosine)
         if let blastRadiusLimit { try c.encode(blastRadiusLimit, forKey: .blastRadiusLimit) } else { try c.encodeNil(forKey: .blastRadiusLimit) }
         if let supersedeCosine { try c.encode(supersedeCosine, forKey: .supersedeCosine) } else { try c.encodeNil(forKey: .supersedeCosine) }
         try c.encode(theta, forKey: .theta); try c.encode(neuronLoss, forKey: .neuronLoss); try c.encode(neuronSteps, forKey: .neuronSteps)
@@ -206,6 +211,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         if let b = blastRadiusLimit { try check(b >= 0 && b <= 1, "blastRadiusLimit must be in 0…1") }
         try check(blastRadiusMinTraffic >= 1, "blastRadiusMinTraffic must be ≥ 1")
         if let s = supersedeCosine { try check(s > -1 && s <= 1, "supersedeCosine must be in (−1, 1]") }
+        try check(supersedeMaxCosine > -1 && supersedeMaxCosine <= 1.0001, "supersedeMaxCosine must be in (−1, 1]")
         try check(trafficOwnCosine > -1 && trafficOwnCosine <= 1, "trafficOwnCosine must be in (−1, 1]")
         try check(promptTemplate.contains("{prompt}"), "promptTemplate must contain {prompt}")
     }
