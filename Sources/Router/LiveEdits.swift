@@ -120,7 +120,10 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
                 while !shouldStop {
                     let notes = try listener.notifications(timeout: 1)
                     if Date().timeIntervalSince(lastFlush) > trafficFlush {
-                        try flushTraffic(to: writer)
+                        // A failed flush keeps its slots for the next one; it never stops edit following.
+                        do { try flushTraffic(to: writer) } catch {
+                            logger.warning("traffic reservoir not stored; retrying", metadata: ["error": "\(error)"])
+                        }
                         lastFlush = Date()
                     }
                     if !notes.isEmpty || Date().timeIntervalSince(lastReload) > resync {
