@@ -156,10 +156,8 @@ public final class SCENEditor {
         let positives = trained.keys.map(std.apply)
         let unit = positives.map(Self.normalized)
         let zTraffic = traffic.keys.map(std.apply)
-        let foreign = zTraffic.indices.filter { t in
-            let u = Self.normalized(zTraffic[t])
-            return !unit.contains { Self.dot($0, u) >= hp.trafficOwnCosine }
-        }
+        let unitTraffic = zTraffic.map(Self.normalized)
+        let foreign = zTraffic.indices.filter { t in !unit.contains { Self.dot($0, unitTraffic[t]) >= hp.trafficOwnCosine } }
         let trafficNegatives = foreign.map { zTraffic[$0] }
         let standing = pool.standardizedKeys + trafficNegatives
         let others = withoutSamePrompt.entries.filter { !candidates.contains($0.editID) }
@@ -170,11 +168,10 @@ public final class SCENEditor {
         if !candidates.isEmpty {
             let (w, b) = std.fold(weight: z.weight, bias: z.bias)
             let probe = IndexingNeuron(weight: w, bias: b, key: trained.keys[0])
-            let gateKey = withoutSamePrompt
             for id in candidates {
-                guard let e = gateKey.entry(editID: id) else { continue }
+                guard let e = withoutSamePrompt.entry(editID: id) else { continue }
                 let answers = e.neuron.positiveKeys.contains { k in
-                    probe.score(k) > hp.theta && gateKey.keyCosine(k, probe.key) >= (hp.keyGate ?? -1)
+                    probe.score(k) > hp.theta && withoutSamePrompt.keyCosine(k, probe.key) >= (hp.keyGate ?? -1)
                 }
                 if answers { byMeaning.append(id) }
             }
@@ -238,10 +235,8 @@ public final class SCENEditor {
             for i in firing.sorted() {
                 let old = base.entries[i].neuron
                 let ownUnit = earlier[i].map(Self.normalized)
-                let ownTraffic = zTraffic.filter { t in
-                    let u = Self.normalized(t)
-                    return !ownUnit.contains { Self.dot($0, u) >= hp.trafficOwnCosine }
-                }
+                let ownTraffic = zTraffic.indices.filter { t in !ownUnit.contains { Self.dot($0, unitTraffic[t]) >= hp.trafficOwnCosine } }
+                    .map { zTraffic[$0] }
                 let others = earlier.enumerated().filter { $0.offset != i }.flatMap(\.element)
                 let start = std.unfold(weight: old.weight, bias: old.bias)
                 let r = IndexingNeuronTrainer.train(positives: earlier[i], negatives: pool.standardizedKeys + ownTraffic + others + newKeys,
