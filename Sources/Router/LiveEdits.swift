@@ -36,8 +36,13 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
     /// Keys of served prompts for the trainer (nil: the reservoir is switched off).
     let reservoir: TrafficReservoir?
     private let empty: EditIndex
+    private let hiddenSize: Int
+    /// Active edits that cannot be routed (corrupt or mismatched), as of the last load.
+    private var unroutable = 0
+    /// Edits whose problem was logged already (logged once, not at every reload).
+    private var reported = Set<Int64>()
     private let logger: Logger
-    private let stopped = NSLock()
+    private let lock = NSLock()
     private var isStopped = false
 
     /// The empty table for `model`: the key statistics of the generic prompt pool at the edit
@@ -50,6 +55,7 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
             if done == total || done % 100 == 0 { logger.info("key statistics", metadata: ["done": "\(done)", "total": "\(total)"]) }
         }
         empty = EditIndex(hyperparameters: hyperparameters, pool: pool, ffnSize: model.config.ffnSize)
+        hiddenSize = model.config.hiddenSize
         store = EditIndexStore(empty)
         self.hyperparameters = hyperparameters
         self.reservoir = reservoir > 0 ? TrafficReservoir(capacity: reservoir) : nil
@@ -74,10 +80,11 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
     }
 
     public var activeCount: Int { store.snapshot.count }
+    public var unroutableCount: Int { lock.withLock { unroutable } }
 
     /// Ends `follow` within about a second.
-    public func stop() { stopped.withLock { isStopped = true } }
-    private var shouldStop: Bool { stopped.withLock { isStopped } }
+    public func stop() { lock.withLock { isStopped = true } }
+    private var shouldStop: Bool { lock.withLock { isStopped } }
 
     /// Rebuilds the table from every active edit (start, and after notifications).
     public func reload(from catalog: any EditCatalog) throws {
@@ -88,12 +95,24 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
     private func install(_ active: [StoredEdit]) throws {
         // Oldest correction first, so that of several edits of one prompt the latest wins.
         let edits = active.sorted { $1.record.isLater(than: $0.record) }
-        let entries = edits.compactMap { $0.editEntry(hyperparameters: hyperparameters) }
-        let skipped = edits.count - entries.count
+        var entries: [EditEntry] = [], elsewhere = 0, unusable = 0
+        for edit in edits {
+            switch edit.routability(hyperparameters: hyperparameters, ffnSize: empty.ffnSize, hiddenSize: hiddenSize) {
+            case .routable(let e): entries.append(e)
+            case .elsewhere: elsewhere += 1
+            case .unusable(let why):
+                // One bad row never stops the others from serving (nor freezes the table).
+                unusable += 1
+                if reported.insert(edit.record.id).inserted {
+                    logger.error("active edit cannot be routed; serving without it", metadata: ["edit_id": "\(edit.record.id)", "reason": "\(why)"])
+                }
+            }
+        }
         let loaded = try empty.adding(contentsOf: entries)
         store.update { _ in loaded }
-        if skipped > 0 {
-            logger.warning("active edits not routable by this router (other layer or untrained)", metadata: ["skipped": "\(skipped)"])
+        lock.withLock { unroutable = unusable }
+        if elsewhere > 0 {
+            logger.warning("active edits not routable by this router (other layer or untrained)", metadata: ["skipped": "\(elsewhere)"])
         }
     }
 

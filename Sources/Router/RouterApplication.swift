@@ -45,8 +45,15 @@ public protocol EditRouting: Sendable {
     /// A fresh per-request editor over the current table, or nil when no edit is active.
     func makeEditor() -> (any RequestEditor)?
     var activeCount: Int { get }
+    /// Active edits left out of the table because they cannot be routed (corrupt, wrong shape,
+    /// trained on another key); each is logged once.
+    var unroutableCount: Int { get }
     /// Stops routing to an edit at once (before the revert is answered).
     func remove(editID: Int64)
+}
+
+extension EditRouting {
+    public var unroutableCount: Int { 0 }
 }
 
 /// The router's routes. `database` serves /v1/edits (absent: those routes are not offered).

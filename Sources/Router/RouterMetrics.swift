@@ -18,6 +18,7 @@ public final class RouterMetrics: Sendable {
     private let rejections: Counter
     private let queued: Gauge
     private let editsLoaded: Gauge
+    private let editsUnroutable: Gauge
 
     /// The one family with dimensions (path, status): a counter per series, made on use.
     private static let requestsLabel = "scen_router_requests_total"
@@ -33,6 +34,8 @@ public final class RouterMetrics: Sendable {
         rejections = f.counter("scen_router_rejected_total", help: "Requests refused with 429 because the queue was full.")
         queued = f.gauge("scen_router_queued_requests", help: "Requests waiting for a worker.")
         editsLoaded = f.gauge("scen_router_edits_loaded", help: "Active edits in the routing table.")
+        editsUnroutable = f.gauge("scen_router_edits_unroutable",
+                                  help: "Active edits left out of the routing table: unreadable expert or neuron, wrong shape, other routing key.")
     }
 
     func middleware<Context: RequestContext>() -> some RouterMiddleware<Context> { Middleware(metrics: self) }
@@ -52,6 +55,7 @@ public final class RouterMetrics: Sendable {
 
     func render(state: RouterState) -> String {
         editsLoaded.record(state.edits?.activeCount ?? 0)
+        editsUnroutable.record(state.edits?.unroutableCount ?? 0)
         let done = factory.value(generations.label)
         hitRatio.record(done > 0 ? factory.value(expertHits.label) / done : 0)
         queued.record(state.inference?.queued ?? 0)

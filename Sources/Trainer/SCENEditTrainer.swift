@@ -17,9 +17,12 @@ final class SCENEditTrainer: EditTrainer {
 
     func train(_ job: TrainingJob, active: [StoredEdit]) throws -> TrainedEdit {
         let hp = editor.hyperparameters
-        // The index the new edit is trained against: every active edit of this layer (untrained
-        // edits and those of another layer have no entry).
-        let index = try editor.emptyIndex().adding(contentsOf: active.compactMap { $0.editEntry(hyperparameters: hp) })
+        // The index the new edit is trained against: every active edit of this layer that can be
+        // routed (untrained edits, those of another layer and unreadable ones have no entry).
+        let c = editor.model.config
+        let index = try editor.emptyIndex().adding(contentsOf: active.compactMap {
+            $0.routability(hyperparameters: hp, ffnSize: c.ffnSize, hiddenSize: c.hiddenSize).entry
+        })
         let outcome = try editor.edit(EditRequest(id: String(job.editID), prompt: job.prompt, target: job.target, rephrases: job.rephrases),
                                       index: index, traffic: try traffic())
         let entry = outcome.entry

@@ -32,7 +32,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("expert-lr")) var expertLR: Float?
     @Option(name: .customLong("expert-stop-loss")) var expertStopLoss: Float?
     @Option var theta: Float?
-    @Option(name: .customLong("key-pooling"), help: "last-token | mean") var keyPooling: KeyPooling?
+    @Option(name: .customLong("key-pooling"), help: "last-token | mean | weighted") var keyPooling: KeyPooling?
     @Option(name: .customLong("blast-radius"), help: "Largest share of traffic an edit may fire on (negative: no check).") var blastRadius: Float?
     @Option(name: .customLong("supersede-cosine"), help: "Key cosine from which an edit that fires supersedes by meaning (negative: off).") var supersedeCosine: Float?
     @Option(name: .customLong("traffic-own-cosine")) var trafficOwnCosine: Float?

@@ -8,7 +8,7 @@ struct SCEN: ParsableCommand {
         abstract: "Operate the SCEN model-editing system: run the model, check the stack.",
         subcommands: [
             TokenizeCommand.self, GenerateCommand.self, EvalCommand.self, BenchCommand.self,
-            PingCommand.self, VersionCommand.self, MigrateCommand.self, PublishCommand.self,
+            PingCommand.self, VersionCommand.self, MigrateCommand.self, PublishCommand.self, DumpActivationsCommand.self,
         ]
     )
 }

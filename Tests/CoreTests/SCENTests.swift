@@ -16,6 +16,7 @@ import Core
         h.expertSteps = 40
         h.expertLearningRate = 5e-2
         h.expertStopLoss = 0.02
+        h.keyPooling = .mean
         return h
     }
 
@@ -179,7 +180,39 @@ import Core
             #expect(KeyPooling.mean.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 5, width: 2) == [27.25, 28])
             #expect(KeyPooling.lastToken.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 0, width: 2) == [5, 6])
             #expect(KeyPooling.mean.key(rows: p.baseAddress!, rowCount: 1, firstPosition: 0, width: 2) == [100, 100])
+            // Weighted: token 9 weighs 3, token 8 weighs 1, token 7 (the third row) 0; <bos> is skipped whatever its weight.
+            let w = TokenWeights(values: [5, 0, 0, 0, 0, 0, 0, 0, 1, 3])
+            #expect(KeyPooling.weighted.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 0, width: 2,
+                                            tokens: [0, 9, 7, 8], weights: w) == [2, 3])
+            #expect(KeyPooling.weighted.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 0, width: 2,
+                                            tokens: [0, 8, 8, 8], weights: w) == KeyPooling.mean.key(rows: p.baseAddress!, rowCount: 4, firstPosition: 0, width: 2))
         }
+    }
+
+    /// The weights come from the model: a token the model predicts often weighs less than one it
+    /// never predicts, and keys of the editor, the pool and the router agree.
+    @Test func weightedKeysAgreeAcrossTrainerAndRouter() throws {
+        let model = try synthetic.model()
+        var h = hp()
+        h.keyPooling = .weighted
+        let weights = try TokenWeights.surprisal(model: model, sequences: [[2, 5, 6, 7], [2, 6, 7, 8, 9]])
+        #expect(weights.values.count == model.config.vocabSize && weights.values.allSatisfy { $0 >= 0 && $0.isFinite })
+        #expect(Set(weights.values).count > 1, "every token weighs the same")
+        let ids: [Int32] = [2, 11, 7, 30, 4, 19, 8]
+        var forwards = 0
+        #expect(throws: SCENError.self) {
+            try ExpertTrainer.train(model: model, hyperparameters: h, sequences: [TrainingSequence(tokens: ids, promptCount: 4)],
+                                    seed: 1, prefixForwards: &forwards)
+        }
+        let r = try ExpertTrainer.train(model: model, hyperparameters: h, sequences: [TrainingSequence(tokens: ids, promptCount: 4)],
+                                        tokenWeights: weights, seed: 1, prefixForwards: &forwards)
+        let index = EditIndex(layer: h.layer, ffnSize: model.config.ffnSize, pooling: .weighted, tokenWeights: weights, theta: h.theta)
+        let router = index.makeRouter()
+        _ = try model.makeSession(capacity: 16).prefill(Array(ids[0..<4]), editor: router)
+        let routed = try #require(router.key)
+        let worst = zip(routed, r.keys[0]).map { abs($0 - $1) }.max() ?? 1
+        let scale = routed.map(abs).max() ?? 0
+        #expect(worst <= 1e-3 * scale, "router key differs from the trainer's by \(worst) (max |k| \(scale))")
     }
 
     /// The reservoir keeps a bounded uniform sample and reports each written slot once.

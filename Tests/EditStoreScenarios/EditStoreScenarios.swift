@@ -235,5 +235,10 @@ public enum EditStoreScenarios {
         _ = try store.recordDeadLetter(raw: [1], rejection: Rejection(.invalidJSON, "x"), at: p2, actor: "ingest")
         #expect(try store.deadLetters(afterID: 0, limit: 10).map(\.position.offset) == [17, 18])
         #expect(try store.deadLetters(afterID: first.id, limit: 10).map(\.position.offset) == [18])
+        // The topic's offsets started again (broker restarted on memory storage, topic recreated):
+        // another malformed event at a used position is a new dead letter, not a silent duplicate.
+        let reused = try store.recordDeadLetter(raw: [0x7B, 0x7B], rejection: Rejection(.invalidJSON, "y"), at: p, actor: "ingest")
+        #expect(reused.id != first.id && reused.raw == [0x7B, 0x7B] && !reused.producedToTopic)
+        #expect(try store.deadLetters(afterID: 0, limit: 10).map(\.position.offset) == [17, 18, 17])
     }
 }

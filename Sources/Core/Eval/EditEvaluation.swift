@@ -173,7 +173,9 @@ public final class EditEvaluation {
             case .ft:
                 var forwards = 0
                 let seq = try TrainingSequence(tokenizer: tokenizer, prompt: request(for: c).prompt, target: " " + c.target)
-                let r = try ExpertTrainer.train(model: model, hyperparameters: hp, sequences: [seq], base: ftWeight,
+                var ftHP = hp
+                ftHP.keyPooling = .lastToken  // FT-L routes nothing; its keys are unused
+                let r = try ExpertTrainer.train(model: model, hyperparameters: ftHP, sequences: [seq], base: ftWeight,
                                                 seed: hp.seed ^ SplitMix64.hash(c.id), prefixForwards: &forwards)
                 ftWeight = Self.merged(ftWeight, r.expert)
                 seconds.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)

@@ -36,6 +36,12 @@ public struct ActivationRows {
     public let width: Int
     /// Row-major [T, width] values.
     public let base: UnsafePointer<Float>
+    /// The token ids of the rows [T] (empty when the caller did not give them).
+    public let tokens: [Int32]
+
+    public init(layer: Int, positions: Range<Int>, width: Int, base: UnsafePointer<Float>, tokens: [Int32] = []) {
+        self.layer = layer; self.positions = positions; self.width = width; self.base = base; self.tokens = tokens
+    }
 
     /// T: number of rows (tokens).
     public var rowCount: Int { positions.count }

@@ -344,7 +344,7 @@ public final class GemmaSession {
 
             // The editing hook (FFNEdit.swift): observe x, let the editor choose, apply the edit.
             if observer != nil || editor?.layer == l {
-                let x = ActivationRows(layer: l, positions: p0 ..< p0 + t, width: f, base: s.act)
+                let x = ActivationRows(layer: l, positions: p0 ..< p0 + t, width: f, base: s.act, tokens: ids)
                 observer?.observeFFNInput(x)
                 if let editor, editor.layer == l {
                     activeEdit = editor.selectEdit(for: x).map { (l, $0) }

@@ -43,6 +43,8 @@ public struct EditIndex: Sendable {
     public let layer: Int
     public let ffnSize: Int
     public let pooling: KeyPooling
+    /// The token weights of a `weighted` key (nil for the other poolings).
+    public let tokenWeights: TokenWeights?
     public private(set) var theta: Float
     /// Optional key gate (see `SCENHyperparameters.keyGate`) and the standardiser it uses. With a
     /// gate, the routed edit is the best-scoring firing neuron (score > θ) whose stored key passes it.
@@ -55,15 +57,20 @@ public struct EditIndex: Sendable {
     /// Standardised, normalised stored keys [N, F] (only with a key gate).
     private var gateKeys: [Float] = []
 
-    public init(layer: Int, ffnSize: Int, pooling: KeyPooling, theta: Float, keyGate: Float? = nil, standardizer: KeyStandardizer? = nil) {
-        self.layer = layer; self.ffnSize = ffnSize; self.pooling = pooling; self.theta = theta
+    public init(layer: Int, ffnSize: Int, pooling: KeyPooling, tokenWeights: TokenWeights? = nil, theta: Float,
+                keyGate: Float? = nil, standardizer: KeyStandardizer? = nil) {
+        precondition(pooling != .weighted || tokenWeights != nil, "a weighted key needs token weights")
+        self.layer = layer; self.ffnSize = ffnSize; self.pooling = pooling; self.tokenWeights = tokenWeights; self.theta = theta
         self.keyGate = keyGate; self.standardizer = standardizer
     }
 
     public init(hyperparameters hp: SCENHyperparameters, pool: NegativePool, ffnSize: Int) {
-        self.init(layer: hp.layer, ffnSize: ffnSize, pooling: hp.keyPooling, theta: hp.theta, keyGate: hp.keyGate,
-                  standardizer: pool.standardizer)
+        self.init(layer: hp.layer, ffnSize: ffnSize, pooling: hp.keyPooling, tokenWeights: pool.tokenWeights, theta: hp.theta,
+                  keyGate: hp.keyGate, standardizer: pool.standardizer)
     }
+
+    /// The routing key this index reads from a prompt's layer-L activations.
+    public func key(_ activations: FFNActivations) -> [Float] { pooling.key(activations, weights: tokenWeights) }
 
     public var count: Int { entries.count }
     public var isEmpty: Bool { entries.isEmpty }
@@ -143,7 +150,8 @@ public struct EditIndex: Sendable {
 
     private func filtered(_ keep: (EditEntry) -> Bool) -> EditIndex {
         guard entries.contains(where: { !keep($0) }) else { return self }
-        var next = EditIndex(layer: layer, ffnSize: ffnSize, pooling: pooling, theta: theta, keyGate: keyGate, standardizer: standardizer)
+        var next = EditIndex(layer: layer, ffnSize: ffnSize, pooling: pooling, tokenWeights: tokenWeights, theta: theta,
+                             keyGate: keyGate, standardizer: standardizer)
         for (i, e) in entries.enumerated() where keep(e) {
             next.entries.append(e)
             next.weights += weights[i * ffnSize ..< (i + 1) * ffnSize]
@@ -225,7 +233,7 @@ public final class SCENRouter: DownProjectionEditor {
     public init(index: EditIndex) { self.index = index }
 
     public func selectEdit(for activations: FFNActivations) -> (any DownProjectionEdit)? {
-        let k = index.pooling.key(activations)
+        let k = index.key(activations)
         key = k
         let s = index.scores(key: k)
         bestScore = s.max()

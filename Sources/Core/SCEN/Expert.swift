@@ -88,8 +88,10 @@ public enum ExpertTrainer {
     /// Trains an expert on `sequences` (summed mean-token losses). `base`: the W_down [D, F] the
     /// expert starts from (default: the model's; FT-L passes its running weight).
     /// `prefixForwards` is incremented once per frozen prefix run.
+    /// `tokenWeights`: those of a `weighted` key (the editor's pool has them).
     public static func train(model: GemmaModel, hyperparameters hp: SCENHyperparameters, sequences: [TrainingSequence],
-                             base: Matrix? = nil, seed: UInt64, prefixForwards: inout Int) throws -> ExpertTrainingResult {
+                             tokenWeights: TokenWeights? = nil, base: Matrix? = nil, seed: UInt64,
+                             prefixForwards: inout Int) throws -> ExpertTrainingResult {
         try hp.validate(for: model.config)
         let c = model.config, d = c.hiddenSize, f = c.ffnSize, r = hp.rank, l = hp.layer
         let w0 = base ?? model.blocks[l].down
@@ -98,7 +100,12 @@ public enum ExpertTrainer {
             try DownProjectionTrainingStack(model: model, layer: l, tokens: $0.tokens, targets: $0.targets)
         }
         prefixForwards += stacks.count
-        let keys = zip(stacks, sequences).map { s, q in hp.keyPooling.key(ffnInput: s.ffnInput, promptCount: q.promptCount, width: f) }
+        if hp.keyPooling == .weighted && tokenWeights == nil {
+            throw SCENError.invalidHyperparameters("keyPooling weighted needs token weights")
+        }
+        let keys = zip(stacks, sequences).map { s, q in
+            hp.keyPooling.key(ffnInput: s.ffnInput, tokens: q.tokens, promptCount: q.promptCount, width: f, weights: tokenWeights)
+        }
         // y_base [T, D] of each sequence under w0 (fixed for the low-rank form).
         let yBase = stacks.map { LinearLayer.forward($0.ffnInput, rows: $0.rows, weight: w0, threads: model.threads) }
 

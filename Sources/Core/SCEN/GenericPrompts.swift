@@ -76,6 +76,9 @@ public enum GenericPrompts {
         "How does a car engine work?", "What movies came out last summer?", "Can you recommend a podcast about history?",
     ]
 
+    /// The texts without the question template (what `TokenWeights` are measured on).
+    public static var untemplated: [String] { questions + completions + requests }
+
     /// The pool: questions templated and raw, completions, requests.
     public static let all: [String] = {
         var out: [String] = []

@@ -7,6 +7,9 @@ import Foundation
 public final class NegativePool: @unchecked Sendable {
     public let layer: Int
     public let pooling: KeyPooling
+    /// The token weights of `weighted` keys, measured on the pool's untemplated prompts (nil for
+    /// the other poolings).
+    public let tokenWeights: TokenWeights?
     public let prompts: [String]
     /// Raw keys [N][F].
     public let keys: [[Float]]
@@ -21,11 +24,16 @@ public final class NegativePool: @unchecked Sendable {
         self.layer = layer
         self.pooling = pooling
         self.prompts = prompts
+        let texts = pooling == .weighted ? GenericPrompts.untemplated : []
+        let weights = pooling == .weighted
+            ? try TokenWeights.surprisal(model: model, tokenizer: tokenizer, texts: texts) { done, _ in progress?(done, texts.count + prompts.count) }
+            : nil
+        tokenWeights = weights
         var keys: [[Float]] = []
         keys.reserveCapacity(prompts.count)
         for (i, p) in prompts.enumerated() {
-            keys.append(try Self.key(model: model, tokens: tokenizer.encode(p, addBOS: true), layer: layer, pooling: pooling))
-            progress?(i + 1, prompts.count)
+            keys.append(try Self.key(model: model, tokens: tokenizer.encode(p, addBOS: true), layer: layer, pooling: pooling, weights: weights))
+            progress?(texts.count + i + 1, texts.count + prompts.count)
         }
         self.keys = keys
         standardizer = standardize ? KeyStandardizer(keys: keys) : .identity(width: model.config.ffnSize)
@@ -33,9 +41,14 @@ public final class NegativePool: @unchecked Sendable {
     }
 
     /// The routing key of the prompt `tokens` (one frozen prefix forward).
-    public static func key(model: GemmaModel, tokens: [Int32], layer: Int, pooling: KeyPooling) throws -> [Float] {
+    public static func key(model: GemmaModel, tokens: [Int32], layer: Int, pooling: KeyPooling, weights: TokenWeights?) throws -> [Float] {
         let stack = try DownProjectionTrainingStack(model: model, layer: layer, tokens: tokens, targets: [])
-        return pooling.key(ffnInput: stack.ffnInput, promptCount: tokens.count, width: model.config.ffnSize)
+        return pooling.key(ffnInput: stack.ffnInput, tokens: tokens, promptCount: tokens.count, width: model.config.ffnSize, weights: weights)
+    }
+
+    /// The routing key of the prompt `tokens`, read the way this pool's keys are.
+    public func key(model: GemmaModel, tokens: [Int32]) throws -> [Float] {
+        try Self.key(model: model, tokens: tokens, layer: layer, pooling: pooling, weights: tokenWeights)
     }
 
     // MARK: Cache per model and layer

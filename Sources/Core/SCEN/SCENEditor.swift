@@ -106,8 +106,7 @@ public final class SCENEditor {
 
     /// The routing key of `prompt` (one frozen prefix forward), as the router computes it.
     public func key(of prompt: String) throws -> [Float] {
-        try NegativePool.key(model: model, tokens: tokenizer.encode(prompt, addBOS: true), layer: hyperparameters.layer,
-                             pooling: hyperparameters.keyPooling)
+        try pool.key(model: model, tokens: tokenizer.encode(prompt, addBOS: true))
     }
 
     /// Trains `request` against `index` and the deployment's `traffic` keys and returns the
@@ -124,7 +123,7 @@ public final class SCENEditor {
                 .withAnswerEnd(hp, model: model, tokenizer: tokenizer)
         }
         var forwards = 0
-        let trained = try ExpertTrainer.train(model: model, hyperparameters: hp, sequences: sequences,
+        let trained = try ExpertTrainer.train(model: model, hyperparameters: hp, sequences: sequences, tokenWeights: pool.tokenWeights,
                                               seed: hp.seed ^ SplitMix64.hash(request.id), prefixForwards: &forwards)
         prefixForwardCount += forwards
         let expertSeconds = since(start)
@@ -191,8 +190,7 @@ public final class SCENEditor {
 
         // Blast radius before activation; over the limit, one more round of training, then held.
         func radius(_ n: IndexingNeuron) -> BlastRadius {
-            let probe = EditIndex(layer: hp.layer, ffnSize: model.config.ffnSize, pooling: hp.keyPooling, theta: hp.theta,
-                                  keyGate: hp.keyGate, standardizer: std)
+            let probe = EditIndex(hyperparameters: hp, pool: pool, ffnSize: model.config.ffnSize)
             let one = (try? probe.adding(EditEntry(editID: request.id, prompt: request.prompt, target: request.target,
                                                    expert: trained.expert, neuron: n))) ?? probe
             let tf = traffic.keys.filter { one.route(key: $0) != nil }.count

@@ -63,9 +63,9 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// Scale of the uniform initialisation of A: U(±scale/√F) (PEFT's Kaiming-uniform uses 1).
     public var expertInitScale: Float = 1
 
-    /// What the neuron reads of a prompt (RoutingKey.swift). zsre-dev T=100, same-format
-    /// locality (see README): last-token vs mean.
-    public var keyPooling: KeyPooling = .mean
+    /// What the neuron reads of a prompt (RoutingKey.swift). zsre-dev, same-format locality and
+    /// generality (README "Routing"): last-token < mean < weighted.
+    public var keyPooling: KeyPooling = .weighted
     /// θ: an edit is routed when its neuron's sigmoid score exceeds this (paper: 0.65).
     public var theta: Float = 0.65
     public var neuronLoss: NeuronLoss = .logisticMargin

@@ -62,6 +62,13 @@ public enum Kernels {
         while i < n { y[i] += x[i]; i += 1 }
     }
 
+    /// y ← y + a · x.
+    public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+        var i = 0
+        while i + 8 <= n { store8(load8(y, i) + a * load8(x, i), y, i); i += 8 }
+        while i < n { y[i] += a * x[i]; i += 1 }
+    }
+
     /// Dot product of two length-n vectors.
     @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Float {

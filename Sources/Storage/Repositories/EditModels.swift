@@ -143,11 +143,15 @@ public struct StoredEdit: Sendable, Equatable {
     public var record: EditRecord
     public var expert: StoredExpert?
     public var neuron: StoredIndexingNeuron?
+    /// Why the stored expert or neuron could not be read (corrupt blob, bad checksum, wrong
+    /// size); such an edit is never routed, but it does not stop the others from loading.
+    public var defect: String?
 
-    public init(record: EditRecord, expert: StoredExpert?, neuron: StoredIndexingNeuron?) {
+    public init(record: EditRecord, expert: StoredExpert?, neuron: StoredIndexingNeuron?, defect: String? = nil) {
         self.record = record
         self.expert = expert
         self.neuron = neuron
+        self.defect = defect
     }
 }
 

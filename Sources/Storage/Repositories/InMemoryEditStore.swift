@@ -70,7 +70,7 @@ extension InMemoryEditStore: CorrectionRepository {
 
 extension InMemoryEditStore: DeadLetterRepository {
     public func recordDeadLetter(raw: [UInt8], rejection: Rejection, at position: KafkaPosition, actor: String) throws -> DeadLetter {
-        if let known = letters.first(where: { $0.position == position }) { return known }
+        if let known = letters.first(where: { $0.position == position && $0.raw == raw }) { return known }
         let letter = DeadLetter(id: Int64(letters.count + 1), raw: raw, reason: rejection.reason.rawValue, detail: rejection.detail,
                                 position: position, producedToTopic: false)
         letters.append(letter)

@@ -116,9 +116,9 @@ extension PostgresEditStore: DeadLetterRepository {
             let params: [PostgresValue?] = [.bytes(raw), .text(rejection.reason.rawValue), .text(rejection.detail),
                                             .text(position.topic), .int(Int64(position.partition)), .int(position.offset)]
             if let row = try tx.query("""
-                INSERT INTO dead_letters (raw, reason, detail, kafka_topic, kafka_partition, kafka_offset)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (kafka_topic, kafka_partition, kafka_offset) DO NOTHING
+                INSERT INTO dead_letters (raw, raw_sha256, reason, detail, kafka_topic, kafka_partition, kafka_offset)
+                VALUES ($1, sha256($1), $2, $3, $4, $5, $6)
+                ON CONFLICT (kafka_topic, kafka_partition, kafka_offset, raw_sha256) DO NOTHING
                 RETURNING \(Self.deadLetterColumns)
                 """, params).first {
                 let letter = try Self.deadLetter(row)
@@ -129,8 +129,8 @@ extension PostgresEditStore: DeadLetterRepository {
             }
             let rows = try tx.query("""
                 SELECT \(Self.deadLetterColumns) FROM dead_letters
-                WHERE kafka_topic = $1 AND kafka_partition = $2 AND kafka_offset = $3
-                """, [.text(position.topic), .int(Int64(position.partition)), .int(position.offset)])
+                WHERE kafka_topic = $1 AND kafka_partition = $2 AND kafka_offset = $3 AND raw_sha256 = sha256($4)
+                """, [.text(position.topic), .int(Int64(position.partition)), .int(position.offset), .bytes(raw)])
             guard let row = rows.first else { throw RepositoryError.corrupt("dead letter at \(position) vanished") }
             return try Self.deadLetter(row)
         }
@@ -305,18 +305,25 @@ extension PostgresEditStore: EditCatalog {
     private func stored(_ records: [EditRecord]) throws -> [StoredEdit] {
         guard !records.isEmpty else { return [] }
         let ids = "{" + records.map { String($0.id) }.joined(separator: ",") + "}"
-        var experts: [Int64: StoredExpert] = [:]
+        // One unreadable expert or neuron marks its own edit defective; it never fails the others.
+        var experts: [Int64: StoredExpert] = [:], defects: [Int64: String] = [:]
         for row in try db.query("SELECT edit_id, bytes FROM experts WHERE edit_id = ANY($1::bigint[])", [.text(ids)]) {
             let id = try row.int("edit_id")
             do { experts[id] = try ExpertCodec.decode(try row.bytes("bytes")) } catch let e as ExpertCodecError {
-                throw RepositoryError.corrupt("expert of edit \(id): \(e)")
+                defects[id] = "expert unreadable: \(e)"
             }
         }
         var neurons: [Int64: StoredIndexingNeuron] = [:]
         for row in try db.query("SELECT \(Self.neuronColumns) FROM neurons n WHERE n.edit_id = ANY($1::bigint[])", [.text(ids)]) {
-            neurons[try row.int("edit_id")] = try Self.neuron(row)
+            let id = try row.int("edit_id")
+            do { neurons[id] = try Self.neuron(row) } catch let e as ExpertCodecError {
+                defects[id, default: ""] += (defects[id] == nil ? "" : "; ") + "neuron unreadable: \(e)"
+            }
         }
-        return records.map { StoredEdit(record: $0, expert: experts[$0.id], neuron: neurons[$0.id]) }
+        return records.map { r in
+            let defect = defects[r.id]
+            return StoredEdit(record: r, expert: defect == nil ? experts[r.id] : nil, neuron: defect == nil ? neurons[r.id] : nil, defect: defect)
+        }
     }
 
     public func activeEdits() throws -> [StoredEdit] {

@@ -1,0 +1,61 @@
+// `scen dump-activations`: layer L's down-projection input at every prompt token, for studying
+// routing keys offline (README "Routing"). Not part of serving.
+import ArgumentParser
+import Core
+import Foundation
+
+struct DumpActivationsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump-activations",
+        abstract: "Write layer L's down-projection input x [T, F] of each prompt (one per line of --prompts) to a binary file.",
+        discussion: """
+            Output, little-endian, per prompt in input order: Int32 T, Int32 tokens[T] (BOS first), \
+            Float32 x[T·F] row-major. The prompts are used as given (apply any template beforehand).
+            """)
+
+    @Option(help: "Text file, one prompt per line (\\n inside a prompt written as the two characters \\n).")
+    var prompts: String
+    @Option(help: "Output file.") var out: String
+    @Option(help: "The block L.") var layer: Int = 13
+    @Option(help: "Also write the mean next-token distribution over every position of every prompt (Float32[vocab]) here.")
+    var marginal: String?
+    @OptionGroup var model: ModelOptions
+
+    func run() throws {
+        let (gemma, tokenizer) = try model.load()
+        let lines = try String(contentsOfFile: prompts, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: true)
+            .map { $0.replacingOccurrences(of: "\\n", with: "\n") }
+        FileManager.default.createFile(atPath: out, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: out) else { throw ValidationError("cannot write \(out)") }
+        defer { try? handle.close() }
+        let progress = ProgressLine(label: "activations")
+        for (i, p) in lines.enumerated() {
+            let tokens = try tokenizer.encode(p, addBOS: true)
+            let stack = try DownProjectionTrainingStack(model: gemma, layer: layer, tokens: tokens, targets: [])
+            var data = Data()
+            withUnsafeBytes(of: Int32(tokens.count).littleEndian) { data.append(contentsOf: $0) }
+            tokens.withUnsafeBytes { data.append(contentsOf: $0) }
+            stack.ffnInput.withUnsafeBytes { data.append(contentsOf: $0) }
+            try handle.write(contentsOf: data)
+            progress.update(Double(i + 1) / Double(lines.count))
+        }
+        progress.finish()
+        guard let marginal else { return }
+        let session = gemma.makeSession()
+        var sum = [Double](repeating: 0, count: gemma.config.vocabSize)
+        var rows = 0
+        for p in lines {
+            let tokens = try tokenizer.encode(p, addBOS: true)
+            session.reset()
+            for logits in try session.prefill(tokens, logitRows: Array(tokens.indices)) {
+                let m = logits.max()!
+                let e = logits.map { Double(expf($0 - m)) }
+                let z = e.reduce(0, +)
+                for i in e.indices { sum[i] += e[i] / z }
+                rows += 1
+            }
+        }
+        let q = sum.map { Float($0 / Double(rows)) }
+        try q.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: marginal)) }
+    }
+}
