@@ -45,8 +45,9 @@ struct IngestCommand: ParsableCommand {
         let file = try GGUFFile(path: modelPath)
         let config = try GemmaConfig(file: file)
         let tokenizer = try GemmaTokenizer(gguf: file)
-        logger.info("tokenizer loaded", metadata: ["model": "\(modelPath)", "context_tokens": "\(config.contextLength)"])
-        let validator = CorrectionValidator(limits: CorrectionLimits(contextTokens: config.contextLength)) {
+        let limits = CorrectionLimits.forModel(contextLength: config.contextLength)
+        logger.info("tokenizer loaded", metadata: ["model": "\(modelPath)", "edit_tokens": "\(limits.contextTokens)"])
+        let validator = CorrectionValidator(limits: limits) {
             tokenizer.encode($0, addBOS: false).count
         }
 

@@ -130,6 +130,18 @@ extension JSONEncoder {
     }()
 }
 
+/// Longest revert reason stored in the audit log (Unicode scalars).
+let maxRevertReasonCharacters = 1_000
+
+/// Compares two byte strings in time that depends only on their lengths (the admin token).
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var diff = UInt8(a.count == b.count ? 0 : 1)
+    for i in 0..<max(a.count, b.count) {
+        diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+    }
+    return diff == 0
+}
+
 func addEditRoutes(to router: Router<RouterRequestContext>, state: RouterState, database: Database, adminToken: String?) {
     router.get("/v1/edits") { request, _ -> EditListResponse in
         let q = request.uri.queryParameters
@@ -166,11 +178,17 @@ func addEditRoutes(to router: Router<RouterRequestContext>, state: RouterState, 
         guard let adminToken, !adminToken.isEmpty else {
             throw HTTPError(.forbidden, message: "reverting is disabled: set SCEN_ADMIN_TOKEN")
         }
-        guard let auth = request.headers[.authorization], auth == "Bearer \(adminToken)" else {
+        guard let auth = request.headers[.authorization], constantTimeEqual(Array(auth.utf8), Array("Bearer \(adminToken)".utf8)) else {
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], message: "a valid admin bearer token is required")
         }
         let id = try editID(context)
-        let reason = request.uri.queryParameters.get("reason") ?? "reverted through the router API"
+        let reason: String = request.uri.queryParameters.get("reason").map { String($0) } ?? "reverted through the router API"
+        guard reason.unicodeScalars.count <= maxRevertReasonCharacters else {
+            throw HTTPError(.badRequest, message: "reason is longer than \(maxRevertReasonCharacters) characters")
+        }
+        guard !reason.unicodeScalars.contains(where: { $0.value == 0 }) else {
+            throw HTTPError(.badRequest, message: "reason must not contain NUL characters")
+        }
         let record: EditRecord
         do {
             record = try await database.run { try $0.revert(editID: id, actor: "router-admin", reason: reason) }

@@ -55,8 +55,10 @@ public final class InferenceService: @unchecked Sendable {
     /// Requests waiting for a worker right now.
     var queued: Int { lock.withLock { waiting.count } }
 
-    /// Greedy continuation of `prompt` (BOS added), with the edit `editor` selects, if any.
-    func generate(prompt: String, maxTokens: Int, editor: (any RequestEditor)?) async throws -> GenerationResult {
+    /// Greedy continuation of `prompt` (BOS added), with the edit the editor selects, if any.
+    /// `makeEditor` runs when a worker takes the request, not when it is queued: a request that
+    /// waited through a revert routes on the table as it is when it runs.
+    func generate(prompt: String, maxTokens: Int, makeEditor: @escaping @Sendable () -> (any RequestEditor)?) async throws -> GenerationResult {
         let ids = tokenizer.encode(prompt, addBOS: true)
         guard ids.count > 1 else { throw InferenceError.emptyPrompt }
         let maxTokens = min(maxTokens, maxTokensCap)
@@ -66,6 +68,7 @@ public final class InferenceService: @unchecked Sendable {
         let worker = try await acquire()
         defer { release(worker) }
         return try await worker.run { session in
+            let editor = makeEditor()
             let start = DispatchTime.now().uptimeNanoseconds
             var out = try session.generate(prompt: ids, maxTokens: maxTokens, stopIDs: self.stopIDs, editor: editor)
             if let last = out.last, self.stopIDs.contains(last) { out.removeLast() }

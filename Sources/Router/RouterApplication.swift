@@ -136,7 +136,7 @@ private func generate(state: RouterState, metrics: RouterMetrics, prompt: String
     }
     guard !prompt.isEmpty else { throw HTTPError(.badRequest, message: "prompt must not be empty") }
     do {
-        let result = try await inference.generate(prompt: prompt, maxTokens: maxTokens, editor: edits.makeEditor())
+        let result = try await inference.generate(prompt: prompt, maxTokens: maxTokens, makeEditor: { edits.makeEditor() })
         metrics.recordGeneration(result)
         return result
     } catch InferenceError.busy(let queued) {

@@ -26,6 +26,9 @@ public enum PipelineHeaders {
     public static let originalTopic = "scen-original-topic"
     public static let originalPartition = "scen-original-partition"
     public static let originalOffset = "scen-original-offset"
+    /// On a DLQ message whose original payload was too large to forward: "true". The value is
+    /// then a small JSON note (dead letter id, size, SHA-256); the full bytes are in `dead_letters`.
+    public static let payloadOmitted = "scen-payload-omitted"
 }
 
 /// Consumer groups of the services.

@@ -15,8 +15,19 @@ final class SCENEditTrainer: EditTrainer {
         self.traffic = traffic
     }
 
+    struct OverLimit: Error, CustomStringConvertible {
+        var tokens: Int
+        var description: String { "prompt + target are \(tokens) tokens with BOS; a correction may have at most \(CorrectionLimits.editTokens)" }
+    }
+
     func train(_ job: TrainingJob, active: [StoredEdit]) throws -> TrainedEdit {
         let hp = editor.hyperparameters
+        // Ingest enforces the same limit; a job from elsewhere (or an older ingest) is refused
+        // before it can hold the trainer for hours.
+        for p in [job.prompt] + job.rephrases {
+            let n = editor.tokenizer.encode(p + job.target, addBOS: true).count
+            if n > CorrectionLimits.editTokens { throw OverLimit(tokens: n) }
+        }
         // The index the new edit is trained against: every active edit of this layer that can be
         // routed (untrained edits, those of another layer and unreadable ones have no entry).
         let c = editor.model.config

@@ -32,7 +32,9 @@ enum PipelineEvents {
 
     /// 20 malformed events, each with the expected `scen-reason`.
     static func malformed(run: String) -> [(bytes: [UInt8], reason: RejectionReason)] {
-        let overContext = String((0..<9_000).map { Character(Unicode.Scalar(0xF0000 + $0 % 5_000)!) })  // 4 byte-fallback tokens each
+        // ~1,500 tokens in 9,000 characters: within every character limit and the model's 32k
+        // context, over the 1,024 tokens a correction may have (CorrectionLimits.editTokens).
+        let overContext = (0..<1_500).map { "w\($0 % 10)" }.joined(separator: " ")
         var badUTF8 = with("\(run)-m3", [:])
         badUTF8.insert(0xC3, at: badUTF8.count - 3)
         return [

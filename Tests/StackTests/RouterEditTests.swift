@@ -92,6 +92,17 @@ struct RouterEditEndpointTests {
             try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer wrong"]) {
                 #expect($0.status == .unauthorized)
             }
+            try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer \(String(token.dropLast()))x"]) {
+                #expect($0.status == .unauthorized, "same length, one byte off")
+            }
+            // A bounded reason without NUL: anything else is refused before the database sees it.
+            try await client.execute(uri: uri + "?reason=bad%00reason", method: .post, headers: [.authorization: "Bearer \(token)"]) {
+                #expect($0.status == .badRequest)
+            }
+            try await client.execute(uri: uri + "?reason=" + String(repeating: "r", count: 1_001), method: .post,
+                                     headers: [.authorization: "Bearer \(token)"]) {
+                #expect($0.status == .badRequest)
+            }
             try await client.execute(uri: uri, method: .post, headers: [.authorization: "Bearer \(token)"]) { response in
                 #expect(response.status == .ok)
                 let body = try json(response.body)

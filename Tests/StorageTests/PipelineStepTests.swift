@@ -92,6 +92,20 @@ struct IngestStepTests {
         #expect(sink.sent.count == 1 && store.letters.count == 1 && store.letters[0].producedToTopic)
         #expect(store.audit.filter { $0.action == "event.dead_lettered" }.count == 1)
     }
+
+    /// An event the broker accepted but that is over our producer's size limit: the DLQ gets a
+    /// note (the payload stays in dead_letters) and ingest moves on instead of retrying forever.
+    @Test func aDeadLetterTooLargeForTheDLQIsForwardedAsANote() throws {
+        sink.maxMessageBytes = 1_000
+        let huge = Array(String(repeating: "x", count: 5_000).utf8)
+        guard case .deadLettered(let letter) = try step.handle(message(huge, offset: 9)) else { Issue.record("not dead-lettered"); return }
+        #expect(letter.producedToTopic && letter.raw == huge)
+        let sent = try #require(sink.sent.first)
+        #expect(sent.value.count < 200 && String(decoding: sent.value, as: UTF8.self).contains("\"payload_bytes\":5000"))
+        #expect(sent.headers.contains { $0.0 == PipelineHeaders.payloadOmitted && $0.1 == Array("true".utf8) })
+        #expect(sent.headers.contains { $0.0 == PipelineHeaders.reason })
+        guard case .queued = try step.handle(message(eventBytes("after-huge"), offset: 10)) else { Issue.record("ingest stalled"); return }
+    }
 }
 
 @Suite("Trainer step (in-memory twins, test-only trainer)")
@@ -140,6 +154,17 @@ struct TrainerStepTests {
         #expect(failed.status == .failed && failed.attempts == 3 && failed.error == "scripted failure")
         #expect(try step().handle(job(other.id)) == .failed(failed), "a replay does not retry an exhausted edit")
         #expect(store.auditHistory(editIDForTest: other.id).filter { $0 == "edit.failed" }.count == 3)
+    }
+
+    /// SIGTERM right after a failed attempt: the job is not finished (no offset commit), and the
+    /// next trainer retries the edit.
+    @Test func aStopAfterAFailedAttemptLeavesTheJobForTheNextTrainer() throws {
+        let edit = try queue("a")
+        trainer.failures = [1]
+        #expect(throws: StopRequested.self) { try step().handle(job(edit.id), shouldStop: { true }) }
+        #expect(try store.edit(id: edit.id)?.status == .failed && store.edit(id: edit.id)?.attempts == 1)
+        guard case .trained(let done, _) = try step().handle(job(edit.id)) else { Issue.record("the replay should train"); return }
+        #expect(done.status == .active && done.attempts == 2)
     }
 
     @Test func aCrashDuringTrainingReplaysWithoutDuplicates() throws {

@@ -41,11 +41,22 @@ public struct CorrectionLimits: Sendable, Equatable {
     public var maxRephrases = 16
     public var maxRephraseCharacters = 4_096
     public var maxLabelCharacters = 256  // reporter, source
-    /// Tokens the model can read: BOS + prompt + target (and BOS + each rephrase + target)
-    /// must fit. Ingest sets it from the GGUF (`GemmaConfig.contextLength`).
+    /// Tokens an edit may have: BOS + prompt + target (and BOS + each rephrase + target) must
+    /// fit. Ingest sets it to `editTokens` (or the model's context, if smaller).
     public var contextTokens: Int
 
+    /// The most tokens (BOS + prompt + target) of one correction, whatever the model could read:
+    /// training memory and time grow with the square of the length, and the router serves
+    /// 4,096-token contexts. Ingest dead-letters longer events (`over_context`); the trainer
+    /// refuses longer jobs.
+    public static let editTokens = 1_024
+
     public init(contextTokens: Int) { self.contextTokens = contextTokens }
+
+    /// The limits of a model with `contextLength` tokens of context.
+    public static func forModel(contextLength: Int) -> CorrectionLimits {
+        CorrectionLimits(contextTokens: min(contextLength, editTokens))
+    }
 }
 
 public struct CorrectionValidator: Sendable {
@@ -111,7 +122,7 @@ public struct CorrectionValidator: Sendable {
         for (name, text) in [("prompt", prompt)] + rephrases.enumerated().map({ ("rephrases[\($0.offset)]", $0.element) }) {
             let total = 1 + tokenCount(text) + targetTokens
             guard total <= limits.contextTokens else {
-                throw Rejection(.overContext, "\(name) + target are \(total) tokens with BOS, the model context is \(limits.contextTokens)")
+                throw Rejection(.overContext, "\(name) + target are \(total) tokens with BOS; a correction may have at most \(limits.contextTokens)")
             }
         }
         return CorrectionEvent(id: id, prompt: prompt, target: target, rephrases: rephrases, reporter: reporter,

@@ -9,8 +9,14 @@ public enum KafkaError: Error, Sendable, CustomStringConvertible {
     case produceFailed(topic: String, message: String)
     case deliveryFailed(topic: String, message: String)
     case deliveryTimedOut(topic: String, pending: Int)
+    /// The message is over the client's or the broker's size limit: retrying cannot help.
+    case messageTooLarge(topic: String, bytes: Int)
     case subscribeFailed(String)
+    /// A consumer error the client recovers from by itself (evicted from the group after a
+    /// long handler, broker connection lost, …): poll again.
     case consumeFailed(String)
+    /// librdkafka's fatal error state: the client is unusable.
+    case consumeFatal(String)
     case commitFailed(String)
     case adminFailed(String)
 
@@ -20,9 +26,11 @@ public enum KafkaError: Error, Sendable, CustomStringConvertible {
         case .createFailed(let m): "cannot create Kafka client: \(m)"
         case .produceFailed(let t, let m): "cannot produce to \(t): \(m)"
         case .deliveryFailed(let t, let m): "delivery to \(t) failed: \(m)"
+        case .messageTooLarge(let t, let b): "a \(b)-byte message is over the size limit of \(t)"
         case .deliveryTimedOut(let t, let n): "\(n) message(s) to \(t) not acknowledged in time"
         case .subscribeFailed(let m): "cannot subscribe: \(m)"
         case .consumeFailed(let m): "consume failed: \(m)"
+        case .consumeFatal(let m): "consumer in a fatal state: \(m)"
         case .commitFailed(let m): "offset commit failed: \(m)"
         case .adminFailed(let m): "Kafka admin request failed: \(m)"
         }
@@ -134,12 +142,17 @@ public final class KafkaProducer {
                 opaque.release()
                 // Release the reports already in flight only after they are delivered.
                 drain(reports, deadline: Date().addingTimeInterval(timeout))
+                if err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE { throw .messageTooLarge(topic: message.topic, bytes: message.value.count) }
                 throw .produceFailed(topic: message.topic, message: errorString(err))
             }
             reports.append((report, message.topic))
         }
         let pending = drain(reports, deadline: Date().addingTimeInterval(timeout))
-        if let failed = reports.first(where: { $0.0.done && $0.0.error != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+        if let i = reports.firstIndex(where: { $0.0.done && $0.0.error != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+            let failed = reports[i]
+            if failed.0.error == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE {
+                throw .messageTooLarge(topic: failed.1, bytes: messages[i].value.count)
+            }
             throw .deliveryFailed(topic: failed.1, message: errorString(failed.0.error))
         }
         if pending > 0 { throw .deliveryTimedOut(topic: reports.first?.1 ?? "", pending: pending) }
@@ -261,7 +274,7 @@ public final class KafkaConsumer {
             if msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return nil }
             var errbuf = [CChar](repeating: 0, count: 512)
             if rd_kafka_fatal_error(rk, &errbuf, errbuf.count) != RD_KAFKA_RESP_ERR_NO_ERROR {
-                throw .consumeFailed(cString(errbuf))
+                throw .consumeFatal(cString(errbuf))
             }
             if msg.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || msg.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART {
                 return nil  // not created yet; keep waiting

@@ -73,13 +73,26 @@ public final class IngestStep {
     private func deadLetter(_ message: KafkaMessage, _ rejection: Rejection, _ position: KafkaPosition) throws -> DeadLetter {
         var letter = try deadLetters.recordDeadLetter(raw: message.value, rejection: rejection, at: position, actor: actor)
         if !letter.producedToTopic {
-            try sink.send([KafkaOutgoing(topic: PipelineTopics.correctionsDeadLetters, key: message.key, value: message.value, headers: [
+            let headers: [(String, [UInt8])] = [
                 (PipelineHeaders.reason, Array(rejection.reason.rawValue.utf8)),
                 (PipelineHeaders.reasonDetail, Array(rejection.detail.utf8)),
                 (PipelineHeaders.originalTopic, Array(message.topic.utf8)),
                 (PipelineHeaders.originalPartition, Array(String(message.partition).utf8)),
                 (PipelineHeaders.originalOffset, Array(String(message.offset).utf8)),
-            ])])
+            ]
+            do {
+                try sink.send([KafkaOutgoing(topic: PipelineTopics.correctionsDeadLetters, key: message.key, value: message.value,
+                                             headers: headers)])
+            } catch KafkaError.messageTooLarge(_, let bytes) {
+                // The broker took it from its producer, but ours may not forward it: retrying
+                // would stall ingest on this offset forever. The DLQ gets a note instead; the
+                // full payload is kept in dead_letters.
+                let note = "{\"dead_letter_id\":\(letter.id),\"payload_bytes\":\(bytes),\"payload_sha256\":\"\(SHA256.hex(SHA256.digest(message.value)))\"}"
+                try sink.send([KafkaOutgoing(topic: PipelineTopics.correctionsDeadLetters, key: message.key, value: Array(note.utf8),
+                                             headers: headers + [(PipelineHeaders.payloadOmitted, Array("true".utf8))])])
+                logger.warning("dead letter too large for the DLQ topic; sent a note, payload kept in the database",
+                               metadata: ["dead_letter_id": "\(letter.id)", "bytes": "\(bytes)"])
+            }
             try deadLetters.markDeadLetterProduced(id: letter.id)
             letter.producedToTopic = true
         }

@@ -15,6 +15,9 @@ extension KafkaProducer: MessageSink {
 public final class RecordingMessageSink: MessageSink {
     public private(set) var sent: [KafkaOutgoing] = []
     public var failNext = 0
+    /// Messages with a value over this many bytes are refused as `KafkaError.messageTooLarge`
+    /// (librdkafka's `message.max.bytes`).
+    public var maxMessageBytes = Int.max
 
     public struct Failure: Error {}
 
@@ -24,6 +27,9 @@ public final class RecordingMessageSink: MessageSink {
         if failNext > 0 {
             failNext -= 1
             throw Failure()
+        }
+        if let big = messages.first(where: { $0.value.count > maxMessageBytes }) {
+            throw KafkaError.messageTooLarge(topic: big.topic, bytes: big.value.count)
         }
         sent += messages
     }

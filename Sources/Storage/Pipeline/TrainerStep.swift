@@ -93,7 +93,10 @@ public final class TrainerStep {
             let error = failure!
             let failed = try repository.failTraining(editID: edit.id, attempt: edit.attempts, error: "\(error)", actor: actor)
             logger.error("training failed", metadata: meta.merging(["error": "\(error)"]) { $1 })
-            if failed.attempts >= maxAttempts || shouldStop() { return .failed(failed) }
+            if failed.attempts >= maxAttempts { return .failed(failed) }
+            // Stopping with attempts left: the job must stay uncommitted, so that the next
+            // trainer retries it (a committed offset would leave the edit failed for good).
+            if shouldStop() { throw StopRequested(detail: "edit \(edit.id) failed attempt \(failed.attempts) of \(maxAttempts); its job stays uncommitted") }
             Thread.sleep(forTimeInterval: retryDelay)
         }
     }

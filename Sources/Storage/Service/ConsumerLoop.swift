@@ -8,6 +8,14 @@ import Foundation
 import Logging
 import Metrics
 
+/// Thrown by a handler that stops in the middle of a message because shutdown was requested:
+/// the loop ends without committing it, so the message is handled again after the restart.
+public struct StopRequested: Error, CustomStringConvertible {
+    public var detail: String
+    public init(detail: String) { self.detail = detail }
+    public var description: String { "stop requested: \(detail)" }
+}
+
 public final class ConsumerLoop {
     let consumer: KafkaConsumer
     let shutdown: ShutdownSignal
@@ -41,7 +49,19 @@ public final class ConsumerLoop {
                 if let value = consumer.lag(timeout: 1) { lag.record(Double(value)) }
                 lastLagCheck = Date()
             }
-            guard let message = try consumer.poll(timeout: 0.5) else {
+            let polled: KafkaMessage?
+            do {
+                polled = try consumer.poll(timeout: 0.5)
+            } catch {
+                let failure: any Error = error
+                guard case KafkaError.consumeFailed(let why) = failure else { throw failure }
+                // Transient (evicted after a long handler while the database was down, a broker
+                // connection lost): librdkafka rejoins and reconnects by itself; keep polling.
+                logger.warning("consumer error; polling again", metadata: ["error": "\(why)"])
+                Thread.sleep(forTimeInterval: 1)
+                continue
+            }
+            guard let message = polled else {
                 if exitWhenIdle != nil && !joined {
                     joined = consumer.assignedPartitionCount > 0
                     lastMessage = Date()
@@ -58,6 +78,9 @@ public final class ConsumerLoop {
                 do {
                     try handle(message)
                     break
+                } catch let stop as StopRequested {
+                    logger.info("stopping; message left uncommitted", metadata: ["offset": "\(message.offset)", "detail": "\(stop.detail)"])
+                    return
                 } catch {
                     logger.error("cannot process message; will retry", metadata: [
                         "error": "\(error)", "topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])

@@ -88,7 +88,8 @@ public final class MetricsServer: @unchecked Sendable {
         if line.first != "HEAD" { out += bytes }
         var sent = 0
         while sent < out.count {
-            let n = out[sent...].withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+            // send with MSG_NOSIGNAL: a scraper that hung up must not SIGPIPE the service.
+            let n = out[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n <= 0 { break }
             sent += n
         }
