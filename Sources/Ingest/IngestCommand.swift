@@ -70,8 +70,10 @@ struct IngestCommand: ParsableCommand {
             case .deadLettered: deadLettered.increment()
             }
             handleSeconds.recordSeconds(Date().timeIntervalSince(start))
-        }, recover: { _ in
-            guard !store.db.isConnected else { return }
+        }, recover: { error in
+            // A new connection when the old one is gone or its server cannot do the work any more
+            // (read-only after a failover); other errors retry on the same one.
+            guard !store.db.isConnected || (error as? PostgresError)?.needsNewConnection == true else { return }
             do {
                 store = try PostgresEditStore(url: settings.postgresURL)
                 step = IngestStep(validator: validator, corrections: store, deadLetters: store, sink: producer, logger: logger)

@@ -107,8 +107,10 @@ struct TrainerCommand: ParsableCommand {
             case .failed: failed.increment()
             case .skipped, .notFound, .malformedJob: skipped.increment()
             }
-        }, recover: { _ in
-            guard !store.db.isConnected else { return }
+        }, recover: { error in
+            // A new connection when the old one is gone or its server cannot do the work any more
+            // (read-only after a failover); other errors retry on the same one.
+            guard !store.db.isConnected || (error as? PostgresError)?.needsNewConnection == true else { return }
             do {
                 store = try PostgresEditStore(url: settings.postgresURL)
                 step = makeStep()

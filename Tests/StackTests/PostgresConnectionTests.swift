@@ -10,6 +10,35 @@ struct PostgresConnectionTests {
         #expect(try rows.first?.int("one") == 1)
     }
 
+    /// Every connection bounds its statements and probes its peer, unless the URL says otherwise.
+    @Test func connectionsHaveTimeoutsAndKeepalivesUnlessTheURLSetsThem() throws {
+        let url = try StackEnvironment.requirePostgres()
+        let db = try PostgresConnection(url: url)
+        #expect(try db.query("SHOW statement_timeout").first?.string("statement_timeout") == "1min")
+        let separator = url.contains("?") ? "&" : "?"
+        let custom = try PostgresConnection(url: url + separator + "options=-c%20statement_timeout%3D200")
+        #expect(try custom.query("SHOW statement_timeout").first?.string("statement_timeout") == "200ms")
+        #expect {
+            try custom.query("SELECT pg_sleep(2)")
+        } throws: { error in
+            guard case PostgresError.statementFailed(let state, _) = error else { return false }
+            return state == "57014"  // query_canceled by statement_timeout
+        }
+    }
+
+    /// A server that can no longer write (read-only after a failover) calls for a new connection.
+    @Test func readOnlyAfterFailoverNeedsANewConnection() throws {
+        let db = try PostgresConnection(url: StackEnvironment.requirePostgres())
+        try db.query("SET default_transaction_read_only = on")
+        #expect {
+            try db.query("CREATE TEMP TABLE ro_probe (x int)")
+            try db.query("INSERT INTO ro_probe VALUES (1)")
+        } throws: { error in
+            (error as? PostgresError)?.needsNewConnection == true
+        }
+        #expect(PostgresError.statementFailed(sqlState: "23505", message: "duplicate").needsNewConnection == false)
+    }
+
     @Test func parametersArriveVerbatim() throws {
         let db = try PostgresConnection(url: StackEnvironment.requirePostgres())
         let hostile = "Robert'); DROP TABLE students;-- \u{1F600} \\x00"

@@ -21,6 +21,17 @@ public enum PostgresError: Error, Sendable, CustomStringConvertible {
         case .noSuchColumn(let c): "no column named \(c) in the result"
         }
     }
+
+    /// Whether retrying needs a new connection, not the same one: the connection is gone, or the
+    /// server it reaches can no longer do the work (read-only after a failover, 25006; shutting
+    /// down, 57P01–57P03; connection exceptions, class 08).
+    public var needsNewConnection: Bool {
+        switch self {
+        case .connectionFailed, .connectionLost: true
+        case .statementFailed(let state, _): state == "25006" || state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
+        case .decoding, .noSuchColumn: false
+        }
+    }
 }
 
 /// A statement parameter. `nil` in a parameter list is SQL NULL.
@@ -122,8 +133,26 @@ public struct PostgresNotification: Sendable, Equatable {
 public final class PostgresConnection {
     private let conn: OpaquePointer
 
+    /// Defaults for every connection, overridden by anything the URL sets: give up connecting
+    /// after 10 s, detect a dead peer within about a minute (TCP keepalives), and end any one
+    /// statement after 60 s (a network partition or a stuck lock never hangs a service).
+    public static let connectionDefaults: [(String, String)] = [
+        ("connect_timeout", "10"), ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"),
+        ("keepalives_count", "3"), ("options", "-c statement_timeout=60000"),
+    ]
+
     public init(url: String) throws(PostgresError) {
-        guard let c = PQconnectdb(url) else { throw .connectionFailed("out of memory") }
+        // PQconnectdbParams applies the keywords in order, and expands `dbname` (the URL) where it
+        // stands: defaults first, then the URL, so that the URL wins.
+        let pairs = Self.connectionDefaults + [("dbname", url)]
+        let keywords = pairs.map { strdup($0.0) }, values = pairs.map { strdup($0.1) }
+        defer { keywords.forEach { free($0) }; values.forEach { free($0) } }
+        let connection: OpaquePointer? = (keywords.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { k in
+            (values.map { UnsafePointer($0) } + [nil]).withUnsafeBufferPointer { v in
+                PQconnectdbParams(k.baseAddress, v.baseAddress, 1)
+            }
+        }
+        guard let c = connection else { throw .connectionFailed("out of memory") }
         guard PQstatus(c) == CONNECTION_OK else {
             let message = String(cString: PQerrorMessage(c)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(c)
