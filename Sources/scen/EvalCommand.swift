@@ -36,6 +36,8 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("blast-radius"), help: "Largest share of traffic an edit may fire on (negative: no check).") var blastRadius: Float?
     @Option(name: .customLong("supersede-cosine"), help: "Key cosine from which an edit that fires supersedes by meaning (negative: off).") var supersedeCosine: Float?
     @Option(name: .customLong("traffic-own-cosine")) var trafficOwnCosine: Float?
+    @Option(name: .customLong("latest-wins-cosine"), help: "Stored-key cosine from which a later firing edit answers instead of the best-scoring one (negative: off).")
+    var latestWinsCosine: Float?
     @Option(name: .customLong("neuron-loss"), help: "scen | scen-logit | logistic-margin") var neuronLoss: SCENHyperparameters.NeuronLoss?
     @Option(name: .customLong("neuron-steps")) var neuronSteps: Int?
     @Option(name: .customLong("neuron-lr")) var neuronLR: Float?
@@ -61,6 +63,7 @@ struct EvalCommand: ParsableCommand {
         if let keyPooling { hp.keyPooling = keyPooling }
         if let blastRadius { hp.blastRadiusLimit = blastRadius < 0 ? nil : blastRadius }
         if let supersedeCosine { hp.supersedeCosine = supersedeCosine < 0 ? nil : supersedeCosine }
+        if let latestWinsCosine { hp.latestWinsCosine = latestWinsCosine < 0 ? nil : latestWinsCosine }
         if let trafficOwnCosine { hp.trafficOwnCosine = trafficOwnCosine }
         if let neuronLoss { hp.neuronLoss = neuronLoss }
         if let neuronSteps { hp.neuronSteps = neuronSteps }

@@ -172,6 +172,25 @@ import Core
         #expect(gated.route(key: [1, 0, 0, 0])?.editID == "near")
     }
 
+    /// With `latestWinsCosine`, of two firing edits about the same thing (stored keys close) the
+    /// later correction answers even when the earlier one scores higher; unrelated ones keep the
+    /// higher-score rule.
+    @Test func latestWinsAmongFiringEditsOfTheSameFact() throws {
+        func index(_ latest: Float?) throws -> EditIndex {
+            var i = EditIndex(layer: 2, ffnSize: 4, pooling: .mean, theta: 0.65, keyGate: 0.5, standardizer: .identity(width: 4),
+                              latestWinsCosine: latest)
+            i = try i.adding(entry("old", prompt: "p1", key: [1, 0.2, 0, 0], weight: [6, 0, 0, 0]))
+            i = try i.adding(entry("new", prompt: "p2", key: [1, 0.4, 0, 0], weight: [3, 0, 0, 0]))
+            i = try i.adding(entry("other", prompt: "p3", key: [0.6, 0, 0.8, 0], weight: [2.5, 0, 0, 0]))
+            return i
+        }
+        #expect(try index(nil).route(key: [1, 0.3, 0, 0])?.editID == "old", "higher score without the rule")
+        #expect(try index(0.9).route(key: [1, 0.3, 0, 0])?.editID == "new", "same fact: the later correction")
+        // "other" fires and passes the gate too, but its stored key is far from old's: not the same fact.
+        #expect(try index(0.9).route(key: [1, 0.3, 0.5, 0])?.editID == "new")
+        #expect(try index(0.99).route(key: [1, 0.3, 0, 0])?.editID == "old", "keys not close enough")
+    }
+
     /// Mean pooling skips <bos> (position 0) and averages the rest; last-token takes the last row.
     @Test func routingKeyPooling() {
         let rows: [Float] = [100, 100, 1, 2, 3, 4, 5, 6]   // 4 rows × width 2

@@ -4,8 +4,9 @@
 // request, otherwise the base model answers untouched.
 //
 // Two edits that both fire: the one whose neuron scores highest among those whose stored key also
-// passes the key gate answers; ties go to the later edit (higher position in `entries`). Only
-// one expert is ever applied to a request.
+// passes the key gate answers; ties go to the later edit (higher position in `entries`). With
+// `latestWinsCosine`, a later firing edit whose stored key is that close to the winner's (the same
+// fact, corrected again in other words) answers instead. Only one expert is ever applied to a request.
 //
 // Concurrency: `EditIndex` is an immutable value (Sendable). Updates (`adding`, `removing`,
 // `replacingNeurons`) return a new snapshot; the owner publishes it by swapping one reference
@@ -50,6 +51,9 @@ public struct EditIndex: Sendable {
     /// gate, the routed edit is the best-scoring firing neuron (score > θ) whose stored key passes it.
     public let keyGate: Float?
     public let standardizer: KeyStandardizer?
+    /// Latest wins among edits of one fact (see `SCENHyperparameters.latestWinsCosine`; nil: off).
+    public private(set) var latestWinsCosine: Float?
+    private var keepsGateKeys: Bool { keyGate != nil || latestWinsCosine != nil }
     public private(set) var entries: [EditEntry] = []
     /// Neuron weights stacked [N, F] and biases [N], in `entries` order.
     private var weights: [Float] = []
@@ -58,15 +62,15 @@ public struct EditIndex: Sendable {
     private var gateKeys: [Float] = []
 
     public init(layer: Int, ffnSize: Int, pooling: KeyPooling, tokenWeights: TokenWeights? = nil, theta: Float,
-                keyGate: Float? = nil, standardizer: KeyStandardizer? = nil) {
+                keyGate: Float? = nil, standardizer: KeyStandardizer? = nil, latestWinsCosine: Float? = nil) {
         precondition(pooling != .weighted || tokenWeights != nil, "a weighted key needs token weights")
         self.layer = layer; self.ffnSize = ffnSize; self.pooling = pooling; self.tokenWeights = tokenWeights; self.theta = theta
-        self.keyGate = keyGate; self.standardizer = standardizer
+        self.keyGate = keyGate; self.standardizer = standardizer; self.latestWinsCosine = latestWinsCosine
     }
 
     public init(hyperparameters hp: SCENHyperparameters, pool: NegativePool, ffnSize: Int) {
         self.init(layer: hp.layer, ffnSize: ffnSize, pooling: hp.keyPooling, tokenWeights: pool.tokenWeights, theta: hp.theta,
-                  keyGate: hp.keyGate, standardizer: pool.standardizer)
+                  keyGate: hp.keyGate, standardizer: pool.standardizer, latestWinsCosine: hp.latestWinsCosine)
     }
 
     /// The routing key this index reads from a prompt's layer-L activations.
@@ -85,7 +89,7 @@ public struct EditIndex: Sendable {
         next.entries.append(entry)
         next.weights += entry.neuron.weight
         next.biases.append(entry.neuron.bias)
-        if keyGate != nil { next.gateKeys += gateKey(entry.neuron.key) }
+        if keepsGateKeys { next.gateKeys += gateKey(entry.neuron.key) }
         return next
     }
 
@@ -103,12 +107,12 @@ public struct EditIndex: Sendable {
         let kept = newEntries.enumerated().filter { latest[$0.element.prompt] == $0.offset }.map(\.element)
         next.entries.reserveCapacity(next.entries.count + kept.count)
         next.weights.reserveCapacity(next.weights.count + kept.count * ffnSize)
-        if keyGate != nil { next.gateKeys.reserveCapacity(next.gateKeys.count + kept.count * ffnSize) }
+        if keepsGateKeys { next.gateKeys.reserveCapacity(next.gateKeys.count + kept.count * ffnSize) }
         for e in kept {
             next.entries.append(e)
             next.weights += e.neuron.weight
             next.biases.append(e.neuron.bias)
-            if keyGate != nil { next.gateKeys += gateKey(e.neuron.key) }
+            if keepsGateKeys { next.gateKeys += gateKey(e.neuron.key) }
         }
         return next
     }
@@ -151,12 +155,12 @@ public struct EditIndex: Sendable {
     private func filtered(_ keep: (EditEntry) -> Bool) -> EditIndex {
         guard entries.contains(where: { !keep($0) }) else { return self }
         var next = EditIndex(layer: layer, ffnSize: ffnSize, pooling: pooling, tokenWeights: tokenWeights, theta: theta,
-                             keyGate: keyGate, standardizer: standardizer)
+                             keyGate: keyGate, standardizer: standardizer, latestWinsCosine: latestWinsCosine)
         for (i, e) in entries.enumerated() where keep(e) {
             next.entries.append(e)
             next.weights += weights[i * ffnSize ..< (i + 1) * ffnSize]
             next.biases.append(biases[i])
-            if keyGate != nil { next.gateKeys += gateKeys[i * ffnSize ..< (i + 1) * ffnSize] }
+            if keepsGateKeys { next.gateKeys += gateKeys[i * ffnSize ..< (i + 1) * ffnSize] }
         }
         return next
     }
@@ -208,7 +212,18 @@ public struct EditIndex: Sendable {
             }
             candidates = zip(candidates, cos).filter { $0.1 >= gate }.map(\.0)
         }
-        guard let best = candidates.first else { return nil }
+        guard var best = candidates.first else { return nil }
+        if let same = latestWinsCosine {
+            // Of the firing edits whose stored keys are this close to the best one's (the same fact
+            // corrected again in other words), the latest correction answers.
+            let b = best
+            let later = candidates.filter { i in
+                i > b && gateKeys.withUnsafeBufferPointer { g in
+                    Kernels.dot(g.baseAddress! + i * ffnSize, g.baseAddress! + b * ffnSize, count: ffnSize)
+                } >= same
+            }
+            if let latest = later.max() { best = latest }
+        }
         return RoutingDecision(editID: entries[best].editID, score: s[best], entryIndex: best)
     }
 

@@ -119,6 +119,10 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// the upper bound: 11 wrong supersedes, and prompts that differ only in a number all
     /// superseded each other — hence off until the key tells subjects apart.
     public var supersedeCosine: Float? = nil
+    /// Beyond SCEN, at routing time (no edit is removed): when several edits fire on a request and
+    /// a later one's stored key has at least this cosine (standardised) with the best-scoring one's,
+    /// the later correction answers (nil: the best score answers).
+    public var latestWinsCosine: Float? = nil
     public var supersedeMaxCosine: Float = 0.9
     /// Applied by callers that feed benchmark questions (the eval harness): `{prompt}` is replaced.
     public var promptTemplate: String = "Question: {prompt}\nAnswer:"
@@ -129,7 +133,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, answerEnd, answerEndTokens
-        case keyPooling, theta, neuronLoss, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, supersedeMaxCosine
+        case keyPooling, theta, neuronLoss, latestWinsCosine, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, supersedeMaxCosine
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
         case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
     }
@@ -149,6 +153,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.blastRadiusMinTraffic, &blastRadiusMinTraffic); try read(.supersedeMaxCosine, &supersedeMaxCosine)
         if c.contains(.blastRadiusLimit) { blastRadiusLimit = try c.decodeIfPresent(Float.self, forKey: .blastRadiusLimit) }
         if c.contains(.supersedeCosine) { supersedeCosine = try c.decodeIfPresent(Float.self, forKey: .supersedeCosine) }
+        if c.contains(.latestWinsCosine) { latestWinsCosine = try c.decodeIfPresent(Float.self, forKey: .latestWinsCosine) }
         try read(.theta, &theta); try read(.neuronLoss, &neuronLoss); try read(.neuronSteps, &neuronSteps)
         try read(.neuronLearningRate, &neuronLearningRate); try read(.neuronMargin, &neuronMargin)
         try read(.neuronHardNegatives, &neuronHardNegatives); try read(.neuronPrototypeInit, &neuronPrototypeInit)
@@ -170,6 +175,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(blastRadiusMinTraffic, forKey: .blastRadiusMinTraffic); try c.encode(supersedeMaxCosine, forKey: .supersedeMaxCosine)
         if let blastRadiusLimit { try c.encode(blastRadiusLimit, forKey: .blastRadiusLimit) } else { try c.encodeNil(forKey: .blastRadiusLimit) }
         if let supersedeCosine { try c.encode(supersedeCosine, forKey: .supersedeCosine) } else { try c.encodeNil(forKey: .supersedeCosine) }
+        if let latestWinsCosine { try c.encode(latestWinsCosine, forKey: .latestWinsCosine) } else { try c.encodeNil(forKey: .latestWinsCosine) }
         try c.encode(theta, forKey: .theta); try c.encode(neuronLoss, forKey: .neuronLoss); try c.encode(neuronSteps, forKey: .neuronSteps)
         try c.encode(neuronLearningRate, forKey: .neuronLearningRate); try c.encode(neuronMargin, forKey: .neuronMargin)
         try c.encode(neuronHardNegatives, forKey: .neuronHardNegatives); try c.encode(neuronPrototypeInit, forKey: .neuronPrototypeInit)
@@ -211,6 +217,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         if let b = blastRadiusLimit { try check(b >= 0 && b <= 1, "blastRadiusLimit must be in 0…1") }
         try check(blastRadiusMinTraffic >= 1, "blastRadiusMinTraffic must be ≥ 1")
         if let s = supersedeCosine { try check(s > -1 && s <= 1, "supersedeCosine must be in (−1, 1]") }
+        if let l = latestWinsCosine { try check(l > -1 && l <= 1, "latestWinsCosine must be in (−1, 1]") }
         try check(supersedeMaxCosine > -1 && supersedeMaxCosine <= 1.0001, "supersedeMaxCosine must be in (−1, 1]")
         try check(trafficOwnCosine > -1 && trafficOwnCosine <= 1, "trafficOwnCosine must be in (−1, 1]")
         try check(promptTemplate.contains("{prompt}"), "promptTemplate must contain {prompt}")
