@@ -24,8 +24,10 @@ final class SCENEditTrainer: EditTrainer {
         let hp = editor.hyperparameters
         // Ingest enforces the same limit; a job from elsewhere (or an older ingest) is refused
         // before it can hold the trainer for hours.
+        let count = { (text: String) in self.editor.tokenizer.encode(text, addBOS: false).count }
+        let targetTokens = count(job.target)
         for p in [job.prompt] + job.rephrases {
-            let n = editor.tokenizer.encode(p + job.target, addBOS: true).count
+            let n = CorrectionLimits.editTokens(promptTokens: count(p), targetTokens: targetTokens)
             if n > CorrectionLimits.editTokens { throw OverLimit(tokens: n) }
         }
         // The index the new edit is trained against: every active edit of this layer that can be

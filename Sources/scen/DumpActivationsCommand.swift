@@ -41,21 +41,7 @@ struct DumpActivationsCommand: ParsableCommand {
         }
         progress.finish()
         guard let marginal else { return }
-        let session = gemma.makeSession()
-        var sum = [Double](repeating: 0, count: gemma.config.vocabSize)
-        var rows = 0
-        for p in lines {
-            let tokens = try tokenizer.encode(p, addBOS: true)
-            session.reset()
-            for logits in try session.prefill(tokens, logitRows: Array(tokens.indices)) {
-                let m = logits.max()!
-                let e = logits.map { Double(expf($0 - m)) }
-                let z = e.reduce(0, +)
-                for i in e.indices { sum[i] += e[i] / z }
-                rows += 1
-            }
-        }
-        let q = sum.map { Float($0 / Double(rows)) }
+        let q = try TokenWeights.meanNextTokenDistribution(model: gemma, sequences: lines.map { tokenizer.encode($0, addBOS: true) })
         try q.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: marginal)) }
     }
 }

@@ -93,6 +93,15 @@ public struct TokenWeights: Sendable {
 
     /// The same on token ids (each sequence <bos> first).
     public static func surprisal(model: GemmaModel, sequences: [[Int32]], progress: ((Int, Int) -> Void)? = nil) throws -> TokenWeights {
+        TokenWeights(values: try meanNextTokenDistribution(model: model, sequences: sequences, progress: progress).map { q in
+            let s = -logf(q + 1e-7)
+            return s * s
+        })
+    }
+
+    /// q: the model's next-token distribution averaged over every position of `sequences`.
+    public static func meanNextTokenDistribution(model: GemmaModel, sequences: [[Int32]],
+                                                 progress: ((Int, Int) -> Void)? = nil) throws -> [Float] {
         let v = model.config.vocabSize
         var sum = [Float](repeating: 0, count: v)
         var rows = 0
@@ -107,9 +116,6 @@ public struct TokenWeights: Sendable {
             progress?(i + 1, sequences.count)
         }
         let n = Float(max(rows, 1))
-        return TokenWeights(values: sum.map { q in
-            let s = -logf(q / n + 1e-7)
-            return s * s
-        })
+        return sum.map { $0 / n }
     }
 }

@@ -53,6 +53,10 @@ public struct CorrectionLimits: Sendable, Equatable {
 
     public init(contextTokens: Int) { self.contextTokens = contextTokens }
 
+    /// The tokens an edit counts against `contextTokens`: BOS + prompt (or a rephrase) + target,
+    /// each counted without BOS. Ingest and the trainer apply this one rule.
+    public static func editTokens(promptTokens: Int, targetTokens: Int) -> Int { 1 + promptTokens + targetTokens }
+
     /// The limits of a model with `contextLength` tokens of context.
     public static func forModel(contextLength: Int) -> CorrectionLimits {
         CorrectionLimits(contextTokens: min(contextLength, editTokens))
@@ -120,7 +124,7 @@ public struct CorrectionValidator: Sendable {
         // BOS + prompt + target must fit the model's context (and so must every rephrase).
         let targetTokens = tokenCount(target)
         for (name, text) in [("prompt", prompt)] + rephrases.enumerated().map({ ("rephrases[\($0.offset)]", $0.element) }) {
-            let total = 1 + tokenCount(text) + targetTokens
+            let total = CorrectionLimits.editTokens(promptTokens: tokenCount(text), targetTokens: targetTokens)
             guard total <= limits.contextTokens else {
                 throw Rejection(.overContext, "\(name) + target are \(total) tokens with BOS; a correction may have at most \(limits.contextTokens)")
             }

@@ -53,6 +53,7 @@ public final class ConsumerLoop {
             do {
                 polled = try consumer.poll(timeout: 0.5)
             } catch {
+                // Matched through `any Error`: a typed `catch .consumeFailed` crashes Swift 6.1's SIL verifier here.
                 let failure: any Error = error
                 guard case KafkaError.consumeFailed(let why) = failure else { throw failure }
                 // Transient (evicted after a long handler while the database was down, a broker
