@@ -26,6 +26,8 @@ stack-status:
 # Every suite: hermetic unit tests, the real-model tests and the stack tests. Release mode,
 # because the real-model tests run the forward pass; the build is the one bootstrap made.
 test: bootstrap
+	@echo "test: compose/docker-compose.yml is valid (docker-compose config)"
+	@SCEN_ADMIN_TOKEN=check SCEN_DB_PASSWORD=check docker-compose -f compose/docker-compose.yml config -q
 	@$(TEST_STACK) scripts/stack up
 	@set -o pipefail; status=0; \
 	  SCEN_STACK_ENV=$(CURDIR)/.stack-test/env SCEN_REQUIRE_STACK=1 SCEN_REQUIRE_MODEL=1 \

@@ -24,7 +24,7 @@ struct IngestCommand: ParsableCommand {
     func run() throws {
         LogfmtLogHandler.bootstrap()
         let logger = Logger(label: "scen-ingest")
-        let settings = service.resolved(defaultMetricsPort: 9401)
+        let settings = service.resolved(service: "ingest", defaultMetricsPort: 9401)
 
         let metrics = PrometheusMetricsFactory()
         MetricsSystem.bootstrap(metrics)

@@ -34,7 +34,7 @@ struct RouterCommand: AsyncParsableCommand {
     @Option(help: "Upper bound on max_tokens per request.")
     var maxTokensCap = 256
 
-    @Option(help: "PostgreSQL URL (env SCEN_POSTGRES_URL, else .stack/env).")
+    @Option(help: "PostgreSQL URL (env SCEN_ROUTER_POSTGRES_URL, else SCEN_POSTGRES_URL, else .stack/env).")
     var postgresURL: String?
 
     @Option(help: "SCEN hyperparameters as a JSON file (layer, θ, key gate; must match the trainer's).")
@@ -51,7 +51,7 @@ struct RouterCommand: AsyncParsableCommand {
         let port = self.port ?? env["SCEN_ROUTER_PORT"].flatMap(Int.init) ?? 8080
         let modelPath = SettingsResolver.modelPath(flag: model)
 
-        let postgresURL = SettingsResolver.postgresURL(flag: self.postgresURL)
+        let postgresURL = SettingsResolver.postgresURL(flag: self.postgresURL, service: "router")
         let hp = try SCENHyperparameters.load(hyperparameters)
 
         let state = RouterState(modelName: URL(fileURLWithPath: modelPath).deletingPathExtension().lastPathComponent,

@@ -33,7 +33,10 @@ final class PipelineHarness {
     var editJobs: String { topic(PipelineTopics.editJobs) }
 
     var environment: [String: String] {
-        ["SCEN_POSTGRES_URL": databaseURL, "SCEN_KAFKA_BROKERS": brokers, "SCEN_TOPIC_PREFIX": prefix,
+        // Each service as its own role (migration 0004), as deployed.
+        ["SCEN_POSTGRES_URL": databaseURL, "SCEN_INGEST_POSTGRES_URL": TestDatabase.url(databaseURL, user: "scen_ingest"),
+         "SCEN_TRAINER_POSTGRES_URL": TestDatabase.url(databaseURL, user: "scen_trainer"),
+         "SCEN_ROUTER_POSTGRES_URL": TestDatabase.url(databaseURL, user: "scen_router"), "SCEN_KAFKA_BROKERS": brokers, "SCEN_TOPIC_PREFIX": prefix,
          "SCEN_KAFKA_SETTINGS": "session.timeout.ms=6000,heartbeat.interval.ms=1000",
          "SCEN_MODEL": ModelTestEnvironment.modelPath ?? "models/gemma-3-270m-q4_k_m.gguf",
          "SCEN_MIGRATIONS": TestDatabase.migrationsDirectory, "SCEN_METRICS_PORT": "0", "OPENBLAS_NUM_THREADS": "2"]
@@ -46,7 +49,7 @@ final class PipelineHarness {
 
     func start(_ binary: String, group: String, idle: Double? = nil, extra: [String] = []) throws -> ServiceProcess {
         counter += 1
-        var args = ["--group", "\(run)-\(group)", "--migrate"] + extra
+        var args = ["--group", "\(run)-\(group)"] + extra  // the database is migrated; the service roles could not
         if let idle { args += ["--exit-when-idle", String(idle)] }
         return try ServiceProcess(binary, arguments: args, environment: environment, logDirectory: logs, tag: "\(counter)-\(binary)")
     }

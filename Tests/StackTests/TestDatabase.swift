@@ -18,6 +18,12 @@ enum TestDatabase {
         return url
     }
 
+    /// `url` with its user replaced by `user` (a service role of migration 0004).
+    static func url(_ url: String, user: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+        return url.replacingCharacters(in: scheme.upperBound..<at, with: user)
+    }
+
     static func replacingDatabase(in url: String, with name: String) -> String {
         var rest = Substring(url), query = ""
         if let q = rest.firstIndex(of: "?") {

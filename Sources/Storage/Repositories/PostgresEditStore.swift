@@ -352,18 +352,13 @@ extension PostgresEditStore: EditCatalog {
         }
     }
 
+    /// Through `scen_revert_edit` (migration 0004): the router's role may not UPDATE edits itself.
     public func revert(editID: Int64, actor: String, reason: String) throws -> EditRecord {
-        try db.transaction { tx in
-            let edit = try lockedEdit(tx, editID)
-            guard edit.status != .superseded, edit.status != .reverted else {
-                throw RepositoryError.invalidTransition(editID: editID, from: edit.status, action: "revert")
-            }
-            let reverted = try setStatus(tx, editID, .reverted)
-            try audit(tx, actor: actor, action: "edit.reverted", editID: editID, eventID: edit.eventID, from: edit.status, to: .reverted,
-                      details: ["reason": reason])
-            try notify(tx, reverted)
-            return reverted
-        }
+        let rows = try db.query("SELECT \(Self.editColumns) FROM scen_revert_edit($1, $2, $3)",
+                                [.int(editID), .text(actor), .text(reason)])
+        if let row = rows.first { return try Self.editRecord(row) }
+        guard let edit = try edit(id: editID) else { throw RepositoryError.notFound(editID: editID) }
+        throw RepositoryError.invalidTransition(editID: editID, from: edit.status, action: "revert")
     }
 }
 

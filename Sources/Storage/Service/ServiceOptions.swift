@@ -7,7 +7,7 @@ import Logging
 public struct ServiceOptions: ParsableArguments {
     public init() {}
 
-    @Option(help: "PostgreSQL connection URL (env SCEN_POSTGRES_URL).")
+    @Option(help: "PostgreSQL connection URL (env SCEN_<SERVICE>_POSTGRES_URL, else SCEN_POSTGRES_URL).")
     public var postgresURL: String?
 
     @Option(help: "Kafka bootstrap servers, host:port[,host:port] (env SCEN_KAFKA_BROKERS).")
@@ -33,15 +33,15 @@ public struct ServiceOptions: ParsableArguments {
     public var exitWhenIdle: Double?
 
     /// Flags over the environment over the stack's env file; `defaultMetricsPort` is the
-    /// service's own (ingest 9401, trainer 9402).
-    public func resolved(defaultMetricsPort: Int) -> ServiceSettings {
+    /// service's own (ingest 9401, trainer 9402), `service` its name (`ingest`, `trainer`).
+    public func resolved(service: String, defaultMetricsPort: Int) -> ServiceSettings {
         var kafka = SettingsResolver.kafkaSettings()
         for pair in kafkaSettings {
             let kv = pair.split(separator: "=", maxSplits: 1)
             if kv.count == 2 { kafka[String(kv[0])] = String(kv[1]) }
         }
         return ServiceSettings(
-            postgresURL: SettingsResolver.postgresURL(flag: postgresURL),
+            postgresURL: SettingsResolver.postgresURL(flag: postgresURL, service: service),
             kafkaBrokers: SettingsResolver.kafkaBrokers(flag: kafkaBrokers),
             kafkaSettings: kafka,
             metricsHost: SettingsResolver.value("SCEN_METRICS_HOST", flag: metricsHost) ?? "0.0.0.0",

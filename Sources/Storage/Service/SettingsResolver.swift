@@ -16,8 +16,14 @@ public enum SettingsResolver {
         return nil
     }
 
-    public static func postgresURL(flag: String? = nil) -> String {
-        value("SCEN_POSTGRES_URL", flag: flag) ?? "postgresql://postgres@127.0.0.1:55432/scen"
+    /// The PostgreSQL URL; for a service (`ingest`, `trainer`, `router`) its own role's URL
+    /// `SCEN_<SERVICE>_POSTGRES_URL` comes before the owner's `SCEN_POSTGRES_URL`, at each level.
+    public static func postgresURL(flag: String? = nil, service: String? = nil) -> String {
+        if let flag, !flag.isEmpty { return flag }
+        let keys = (service.map { ["SCEN_\($0.uppercased())_POSTGRES_URL"] } ?? []) + ["SCEN_POSTGRES_URL"]
+        let env = ProcessInfo.processInfo.environment
+        if let key = keys.first(where: { env[$0]?.isEmpty == false }) { return env[key]! }
+        return keys.lazy.compactMap { value($0) }.first ?? "postgresql://postgres@127.0.0.1:55432/scen"
     }
 
     public static func kafkaBrokers(flag: String? = nil) -> String {
