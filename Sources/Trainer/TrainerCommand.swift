@@ -38,7 +38,7 @@ struct TrainerCommand: ParsableCommand {
     func run() throws {
         LogfmtLogHandler.bootstrap()
         let logger = Logger(label: "scen-trainer")
-        let settings = service.resolved(defaultMetricsPort: 9402)
+        let settings = service.resolved(service: "trainer", defaultMetricsPort: 9402)
 
         let metrics = PrometheusMetricsFactory()
         MetricsSystem.bootstrap(metrics)
@@ -113,7 +113,9 @@ struct TrainerCommand: ParsableCommand {
             guard !store.db.isConnected || (error as? PostgresError)?.needsNewConnection == true else { return }
             do {
                 store = try PostgresEditStore(url: settings.postgresURL)
+                let unstored = step.unstoredResult
                 step = makeStep()
+                step.unstoredResult = unstored  // a good training outlives the connection
                 logger.info("reconnected to PostgreSQL")
             } catch {
                 logger.error("PostgreSQL still unreachable", metadata: ["error": "\(error)"])

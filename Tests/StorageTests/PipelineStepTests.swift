@@ -176,10 +176,60 @@ struct TrainerStepTests {
         #expect(try store.activeEdits().count == 1)
     }
 
+    /// The database goes away after a good training: the result is not lost and costs no attempt.
+    /// The job replays (after the reconnect, on a new step) and stores the same result.
+    @Test func aDatabaseOutageAfterTrainingUsesNoAttempt() throws {
+        let edit = try queue("a")
+        let flaky = FlakyTrainingRepository(store, failures: [.connectionLost("server closed the connection")])
+        let first = TrainerStep(repository: flaky, trainer: trainer, maxAttempts: 1, retryDelay: 0)
+        #expect(throws: PostgresError.self) { try first.handle(job(edit.id)) }
+        #expect(try store.edit(id: edit.id)?.status == .training && first.unstoredResult != nil)
+        let second = TrainerStep(repository: flaky, trainer: trainer, maxAttempts: 1, retryDelay: 0)
+        second.unstoredResult = first.unstoredResult
+        guard case .trained(let done, _) = try second.handle(job(edit.id)) else { Issue.record("the replay should store it"); return }
+        #expect(done.status == .active && done.attempts == 1 && trainer.calls.count == 1)
+    }
+
+    /// Two trainers activating the same prompt at once: the loser's unique-index violation is a
+    /// lost race, not a failed training; it stores again and latest-wins decides.
+    @Test func aLostActivationRaceIsStoredAgain() throws {
+        let edit = try queue("a")
+        let flaky = FlakyTrainingRepository(store, failures: [.statementFailed(sqlState: "23505", message: "edits_one_active_per_prompt")])
+        guard case .trained(let done, _) = try TrainerStep(repository: flaky, trainer: trainer, maxAttempts: 1, retryDelay: 0)
+            .handle(job(edit.id)) else { Issue.record("should be trained"); return }
+        #expect(done.status == .active && done.attempts == 1 && flaky.completeCalls == 2)
+    }
+
     @Test func malformedAndUnknownJobsAreSkipped() throws {
         #expect(try step().handle(KafkaMessage(topic: PipelineTopics.editJobs, partition: 0, offset: 0, key: nil, value: [1, 2])) == .malformedJob)
         #expect(try step().handle(job(404)) == .notFound(editID: 404))
     }
+}
+
+/// The in-memory store whose `completeTraining` first throws the given database errors (each
+/// before touching anything, as a failed transaction leaves nothing behind).
+final class FlakyTrainingRepository: TrainingRepository {
+    let base: InMemoryEditStore
+    var failures: [PostgresError]
+    private(set) var completeCalls = 0
+
+    init(_ base: InMemoryEditStore, failures: [PostgresError]) { self.base = base; self.failures = failures }
+
+    func edit(id: Int64) throws -> EditRecord? { try base.edit(id: id) }
+    func claimForTraining(editID: Int64, maxAttempts: Int, actor: String) throws -> TrainingClaim {
+        try base.claimForTraining(editID: editID, maxAttempts: maxAttempts, actor: actor)
+    }
+    func completeTraining(editID: Int64, attempt: Int, result: TrainedEdit, actor: String) throws -> EditRecord {
+        completeCalls += 1
+        if !failures.isEmpty { throw failures.removeFirst() }
+        return try base.completeTraining(editID: editID, attempt: attempt, result: result, actor: actor)
+    }
+    func failTraining(editID: Int64, attempt: Int, error: String, actor: String) throws -> EditRecord {
+        try base.failTraining(editID: editID, attempt: attempt, error: error, actor: actor)
+    }
+    func activeEdits(excluding editID: Int64) throws -> [StoredEdit] { try base.activeEdits(excluding: editID) }
+    func activeEditVersions() throws -> [Int64: Double] { try base.activeEditVersions() }
+    func storedEdits(ids: [Int64]) throws -> [StoredEdit] { try base.storedEdits(ids: ids) }
 }
 
 extension InMemoryEditStore {

@@ -4,6 +4,10 @@
 // replays the job: a settled edit is skipped, an edit left in `training` is claimed again
 // (bounded by `maxAttempts`, so a job that kills the trainer cannot loop forever), and
 // nothing is stored twice (one row per edit in experts/neurons, guarded status changes).
+// A good training is never thrown away for a database fault: when storing it fails (the server
+// went away), the result waits in `unstoredResult` and the replayed job stores it without a new
+// claim, so database outages use up no training attempts; when storing loses a race (another
+// trainer activated the same prompt first), it is stored again at once and latest-wins decides.
 import Foundation
 import Logging
 
@@ -18,6 +22,16 @@ public final class TrainerStep {
         case malformedJob
     }
 
+    /// A trained result whose storing failed on a database error, kept for the job's replay.
+    public struct UnstoredResult: Sendable {
+        public var editID: Int64
+        public var attempt: Int
+        public var result: TrainedEdit
+        public var seconds: Double
+    }
+
+    /// Carry this over to the step that replaces this one after a reconnect.
+    public var unstoredResult: UnstoredResult?
     let repository: TrainingRepository
     let activeEdits: ActiveEditCache
     let trainer: EditTrainer
@@ -44,6 +58,16 @@ public final class TrainerStep {
             return .malformedJob
         }
         var meta: Logger.Metadata = ["edit_id": "\(job.editID)", "event_id": "\(job.eventID)"]
+        if let pending = unstoredResult, pending.editID == job.editID {
+            unstoredResult = nil
+            meta["attempt"] = "\(pending.attempt)"
+            do {
+                let stored = try store(pending, meta: meta)
+                return .trained(stored, seconds: pending.seconds)
+            } catch RepositoryError.claimLost {
+                logger.info("edit changed since its result was trained; training it again", metadata: meta)
+            }
+        }
         while true {
             let edit: EditRecord
             switch try repository.claimForTraining(editID: job.editID, maxAttempts: maxAttempts, actor: actor) {
@@ -72,10 +96,7 @@ public final class TrainerStep {
             var failure: (any Error)?
             if case .success(let result) = outcome {
                 do {
-                    let stored = try repository.completeTraining(editID: edit.id, attempt: edit.attempts, result: result, actor: actor)
-                    meta["status"] = "\(stored.status.rawValue)"
-                    meta["seconds"] = "\(String(format: "%.2f", seconds))"
-                    logger.info("edit trained", metadata: meta)
+                    let stored = try store(UnstoredResult(editID: edit.id, attempt: edit.attempts, result: result, seconds: seconds), meta: meta)
                     return .trained(stored, seconds: seconds)
                 } catch RepositoryError.claimLost {
                     let now = try repository.edit(id: edit.id)
@@ -98,6 +119,29 @@ public final class TrainerStep {
             // trainer retries it (a committed offset would leave the edit failed for good).
             if shouldStop() { throw StopRequested(detail: "edit \(edit.id) failed attempt \(failed.attempts) of \(maxAttempts); its job stays uncommitted") }
             Thread.sleep(forTimeInterval: retryDelay)
+        }
+    }
+
+    /// Stores a trained result. A lost race is stored again (up to 5 times); any other database
+    /// error keeps the result in `unstoredResult` and is thrown (the job replays after recovery).
+    private func store(_ pending: UnstoredResult, meta: Logger.Metadata) throws -> EditRecord {
+        var conflicts = 0
+        while true {
+            do {
+                let stored = try repository.completeTraining(editID: pending.editID, attempt: pending.attempt, result: pending.result, actor: actor)
+                logger.info("edit trained", metadata: meta.merging(["status": "\(stored.status.rawValue)",
+                                                                    "seconds": "\(String(format: "%.2f", pending.seconds))"]) { $1 })
+                return stored
+            } catch let error as PostgresError where error.isConcurrentConflict && conflicts < 5 {
+                conflicts += 1
+                logger.warning("storing the edit lost a race with another transaction; storing again",
+                               metadata: meta.merging(["error": "\(error)"]) { $1 })
+            } catch let error as PostgresError {
+                unstoredResult = pending
+                logger.warning("storing the trained edit failed; it is kept for the job's replay",
+                               metadata: meta.merging(["error": "\(error)"]) { $1 })
+                throw error
+            }
         }
     }
 }

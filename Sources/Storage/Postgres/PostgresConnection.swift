@@ -32,6 +32,14 @@ public enum PostgresError: Error, Sendable, CustomStringConvertible {
         case .decoding, .noSuchColumn: false
         }
     }
+
+    /// True when the statement lost a race with another transaction and the same work may simply
+    /// run again: a unique violation (23505: another trainer activated the same prompt first), a
+    /// serialization failure (40001) or a deadlock (40P01).
+    public var isConcurrentConflict: Bool {
+        guard case .statementFailed(let state, _) = self else { return false }
+        return ["23505", "40001", "40P01"].contains(state)
+    }
 }
 
 /// A statement parameter. `nil` in a parameter list is SQL NULL.
