@@ -38,6 +38,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("traffic-own-cosine")) var trafficOwnCosine: Float?
     @Option(name: .customLong("latest-wins-cosine"), help: "Stored-key cosine from which a later firing edit answers instead of the best-scoring one (negative: off).")
     var latestWinsCosine: Float?
+    @Option(name: .customLong("latest-wins-scope"), help: "firing | gated") var latestWinsScope: SCENHyperparameters.LatestWinsScope?
     @Option(name: .customLong("neuron-loss"), help: "scen | scen-logit | logistic-margin") var neuronLoss: SCENHyperparameters.NeuronLoss?
     @Option(name: .customLong("neuron-steps")) var neuronSteps: Int?
     @Option(name: .customLong("neuron-lr")) var neuronLR: Float?
@@ -63,6 +64,7 @@ struct EvalCommand: ParsableCommand {
         if let keyPooling { hp.keyPooling = keyPooling }
         if let blastRadius { hp.blastRadiusLimit = blastRadius < 0 ? nil : blastRadius }
         if let supersedeCosine { hp.supersedeCosine = supersedeCosine < 0 ? nil : supersedeCosine }
+        if let latestWinsScope { hp.latestWinsScope = latestWinsScope }
         if let latestWinsCosine { hp.latestWinsCosine = latestWinsCosine < 0 ? nil : latestWinsCosine }
         if let trafficOwnCosine { hp.trafficOwnCosine = trafficOwnCosine }
         if let neuronLoss { hp.neuronLoss = neuronLoss }
@@ -108,3 +110,4 @@ extension EditMethod: ExpressibleByArgument {}
 extension SCENHyperparameters.ExpertForm: ExpressibleByArgument {}
 extension SCENHyperparameters.NeuronLoss: ExpressibleByArgument {}
 extension KeyPooling: ExpressibleByArgument {}
+extension SCENHyperparameters.LatestWinsScope: ExpressibleByArgument {}

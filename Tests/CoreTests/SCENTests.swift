@@ -191,6 +191,23 @@ import Core
         #expect(try index(0.99).route(key: [1, 0.3, 0, 0])?.editID == "old", "keys not close enough")
     }
 
+    /// `latestWinsScope: .gated`: a later edit of the same fact answers even when its own neuron
+    /// is silent on the request, as long as its stored key passes the gate there.
+    @Test func gatedLatestWinsNeedsNoFiringNeuron() throws {
+        func index(_ scope: SCENHyperparameters.LatestWinsScope) throws -> EditIndex {
+            var i = EditIndex(layer: 2, ffnSize: 4, pooling: .mean, theta: 0.65, keyGate: 0.5, standardizer: .identity(width: 4),
+                              latestWinsCosine: 0.9, latestWinsScope: scope)
+            i = try i.adding(entry("old", prompt: "p1", key: [1, 0.2, 0, 0], weight: [6, 0, 0, 0]))
+            i = try i.adding(entry("new", prompt: "p2", key: [1, 0.4, 0, 0], weight: [0, -6, 0, 0]))   // silent on [1, 0.3, 0, 0]
+            i = try i.adding(entry("far", prompt: "p3", key: [0, 0, 1, 0], weight: [0, 0, 6, 0]))
+            return i
+        }
+        #expect(try index(.firing).scores(key: [1, 0.3, 0, 0])[1] < 0.65)
+        #expect(try index(.firing).route(key: [1, 0.3, 0, 0])?.editID == "old")
+        #expect(try index(.gated).route(key: [1, 0.3, 0, 0])?.editID == "new")
+        #expect(try index(.gated).route(key: [0, 0, 0, 1]) == nil, "nothing fires: the base model answers")
+    }
+
     /// Mean pooling skips <bos> (position 0) and averages the rest; last-token takes the last row.
     @Test func routingKeyPooling() {
         let rows: [Float] = [100, 100, 1, 2, 3, 4, 5, 6]   // 4 rows × width 2

@@ -63,6 +63,8 @@ public struct EvalReport: Codable, Sendable {
     public var latest_wins_cases: Int
     public var reliability_all_cases: Double
     public var edit_seconds_p50: Double, edit_seconds_p95: Double
+    /// Of an edit's time (scen): stage 1 (the expert), and stage 2 with refinement and the blast-radius check.
+    public var expert_seconds_p50: Double, neuron_seconds_p50: Double
     public var bytes_per_edit: Double
     public var fire_prompt_own: Double, fire_rephrase_own: Double
     public var fire_prompt: Double, fire_rephrase: Double, fire_locality: Double, fire_same_format: Double
@@ -150,7 +152,7 @@ public final class EditEvaluation {
             index = editor!.emptyIndex()
         }
         var ftWeight = model.blocks[hp.layer].down
-        var seconds: [Double] = [], bytes: [Int] = [], steps: [Int] = []
+        var seconds: [Double] = [], expertSeconds: [Double] = [], neuronSeconds: [Double] = [], bytes: [Int] = [], steps: [Int] = []
         var refined = 0, held = 0, byMeaning = 0, sameFact = 0
         var blast: [Double] = []
         let factOf = Dictionary(cases.map { ($0.id, $0.factKey) }, uniquingKeysWith: { a, _ in a })
@@ -163,6 +165,8 @@ public final class EditEvaluation {
                 let out = try editor!.edit(request(for: c), index: index!, traffic: reservoir)
                 index = out.index
                 seconds.append(out.seconds)
+                expertSeconds.append(out.expertSeconds)
+                neuronSeconds.append(out.neuronSeconds)
                 bytes.append(out.entry.byteCount)
                 steps.append(out.expertSteps)
                 refined += out.refinedNeurons.count
@@ -199,9 +203,9 @@ public final class EditEvaluation {
                 sweep.append(ThetaScores(theta: Double(t), scores: try evaluate(cases, index: index.withTheta(t), ftWeight: ftWeight)))
             }
         }
-        func pct(_ p: Double) -> Double {
-            guard !seconds.isEmpty else { return 0 }
-            let s = seconds.sorted()
+        func pct(_ p: Double, _ values: [Double]? = nil) -> Double {
+            let s = (values ?? seconds).sorted()
+            guard !s.isEmpty else { return 0 }
             return s[min(s.count - 1, Int((p * Double(s.count - 1)).rounded()))]
         }
         return EvalReport(
@@ -212,6 +216,7 @@ public final class EditEvaluation {
             latest_wins: final.latest_wins, latest_wins_cases: final.latest_wins_cases,
             reliability_all_cases: final.reliability_all_cases,
             edit_seconds_p50: pct(0.5), edit_seconds_p95: pct(0.95),
+            expert_seconds_p50: pct(0.5, expertSeconds), neuron_seconds_p50: pct(0.5, neuronSeconds),
             bytes_per_edit: bytes.isEmpty ? 0 : Double(bytes.reduce(0, +)) / Double(bytes.count),
             fire_prompt_own: final.fire_prompt_own, fire_rephrase_own: final.fire_rephrase_own,
             fire_prompt: final.fire_prompt, fire_rephrase: final.fire_rephrase, fire_locality: final.fire_locality,

@@ -53,6 +53,7 @@ public struct EditIndex: Sendable {
     public let standardizer: KeyStandardizer?
     /// Latest wins among edits of one fact (see `SCENHyperparameters.latestWinsCosine`; nil: off).
     public private(set) var latestWinsCosine: Float?
+    public let latestWinsScope: SCENHyperparameters.LatestWinsScope
     private var keepsGateKeys: Bool { keyGate != nil || latestWinsCosine != nil }
     public private(set) var entries: [EditEntry] = []
     /// Neuron weights stacked [N, F] and biases [N], in `entries` order.
@@ -62,15 +63,18 @@ public struct EditIndex: Sendable {
     private var gateKeys: [Float] = []
 
     public init(layer: Int, ffnSize: Int, pooling: KeyPooling, tokenWeights: TokenWeights? = nil, theta: Float,
-                keyGate: Float? = nil, standardizer: KeyStandardizer? = nil, latestWinsCosine: Float? = nil) {
+                keyGate: Float? = nil, standardizer: KeyStandardizer? = nil, latestWinsCosine: Float? = nil,
+                latestWinsScope: SCENHyperparameters.LatestWinsScope = .firing) {
         precondition(pooling != .weighted || tokenWeights != nil, "a weighted key needs token weights")
         self.layer = layer; self.ffnSize = ffnSize; self.pooling = pooling; self.tokenWeights = tokenWeights; self.theta = theta
         self.keyGate = keyGate; self.standardizer = standardizer; self.latestWinsCosine = latestWinsCosine
+        self.latestWinsScope = latestWinsScope
     }
 
     public init(hyperparameters hp: SCENHyperparameters, pool: NegativePool, ffnSize: Int) {
         self.init(layer: hp.layer, ffnSize: ffnSize, pooling: hp.keyPooling, tokenWeights: pool.tokenWeights, theta: hp.theta,
-                  keyGate: hp.keyGate, standardizer: pool.standardizer, latestWinsCosine: hp.latestWinsCosine)
+                  keyGate: hp.keyGate, standardizer: pool.standardizer, latestWinsCosine: hp.latestWinsCosine,
+                  latestWinsScope: hp.latestWinsScope)
     }
 
     /// The routing key this index reads from a prompt's layer-L activations.
@@ -155,7 +159,8 @@ public struct EditIndex: Sendable {
     private func filtered(_ keep: (EditEntry) -> Bool) -> EditIndex {
         guard entries.contains(where: { !keep($0) }) else { return self }
         var next = EditIndex(layer: layer, ffnSize: ffnSize, pooling: pooling, tokenWeights: tokenWeights, theta: theta,
-                             keyGate: keyGate, standardizer: standardizer, latestWinsCosine: latestWinsCosine)
+                             keyGate: keyGate, standardizer: standardizer, latestWinsCosine: latestWinsCosine,
+                             latestWinsScope: latestWinsScope)
         for (i, e) in entries.enumerated() where keep(e) {
             next.entries.append(e)
             next.weights += weights[i * ffnSize ..< (i + 1) * ffnSize]
@@ -201,30 +206,43 @@ public struct EditIndex: Sendable {
         var candidates = s.indices.filter { s[$0] > theta }
         guard !candidates.isEmpty else { return nil }
         candidates.sort { s[$0] != s[$1] ? s[$0] > s[$1] : $0 > $1 }
+        var z: [Float] = []
         if let gate = keyGate {
             // The best-scoring firing neuron whose stored key has cosine ≥ the gate with this key
             // (picking the nearest key instead measured slightly worse: gen 0.70 vs 0.75 at T=30).
-            let z = gateKey(Array(key))
-            let cos = candidates.map { i in
-                z.withUnsafeBufferPointer { zp in gateKeys.withUnsafeBufferPointer { g in
-                    Kernels.dot(zp.baseAddress!, g.baseAddress! + i * ffnSize, count: ffnSize)
-                } }
-            }
-            candidates = zip(candidates, cos).filter { $0.1 >= gate }.map(\.0)
+            z = gateKey(Array(key))
+            candidates = candidates.filter { gateCosine(z, entry: $0) >= gate }
         }
         guard var best = candidates.first else { return nil }
         if let same = latestWinsCosine {
-            // Of the firing edits whose stored keys are this close to the best one's (the same fact
-            // corrected again in other words), the latest correction answers.
+            // Of the later edits whose stored keys are this close to the best one's (the same fact
+            // corrected again in other words), the latest correction answers. In scope: the other
+            // firing candidates, or (`.gated`) every later edit whose key passes the gate here.
             let b = best
-            let later = candidates.filter { i in
-                i > b && gateKeys.withUnsafeBufferPointer { g in
+            let later: [Int]
+            switch latestWinsScope {
+            case .firing:
+                later = candidates.filter { $0 > b }
+            case .gated:
+                if z.isEmpty { z = gateKey(Array(key)) }
+                let gate = keyGate ?? -1
+                later = ((b + 1)..<entries.count).filter { gateCosine(z, entry: $0) >= gate }
+            }
+            let sameFact = later.filter { i in
+                gateKeys.withUnsafeBufferPointer { g in
                     Kernels.dot(g.baseAddress! + i * ffnSize, g.baseAddress! + b * ffnSize, count: ffnSize)
                 } >= same
             }
-            if let latest = later.max() { best = latest }
+            if let latest = sameFact.max() { best = latest }
         }
         return RoutingDecision(editID: entries[best].editID, score: s[best], entryIndex: best)
+    }
+
+    /// Cosine of a gate key z (standardised, normalised) with entry i's stored gate key.
+    private func gateCosine(_ z: [Float], entry i: Int) -> Float {
+        z.withUnsafeBufferPointer { zp in gateKeys.withUnsafeBufferPointer { g in
+            Kernels.dot(zp.baseAddress!, g.baseAddress! + i * ffnSize, count: ffnSize)
+        } }
     }
 
     public func route(key: [Float]) -> RoutingDecision? { key.withUnsafeBufferPointer { route(key: $0) } }

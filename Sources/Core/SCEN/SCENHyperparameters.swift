@@ -28,6 +28,16 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         case base
     }
 
+    /// Which later corrections of the winning edit's fact may answer instead of it.
+    public enum LatestWinsScope: String, Codable, Sendable, CaseIterable {
+        /// Later edits whose neuron also fires on the request (and whose key passes the gate).
+        case firing
+        /// Later edits whose stored key passes the key gate on the request, fired or not: a newer
+        /// correction's neuron is trained with the older phrasing as a negative, so it often does
+        /// not fire where the older one does.
+        case gated
+    }
+
     /// Loss of the indexing neuron (stage 2) over logits s = w·k + b and scores σ = sigmoid(s).
     public enum NeuronLoss: String, Codable, Sendable, CaseIterable {
         /// SCEN's, as the paper and its official code apply it, to the sigmoid scores:
@@ -128,6 +138,8 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// the later correction answers (nil: the best score answers). zsre-dev T=300 (gate 0.6), off →
     /// 0.6: reliability 0.997 → 1.000, generality 0.836 → 0.843, latest-wins 0.457 → 0.473.
     public var latestWinsCosine: Float? = 0.6
+    /// Which later edits `latestWinsCosine` considers (see `LatestWinsScope`).
+    public var latestWinsScope: LatestWinsScope = .firing
     public var supersedeMaxCosine: Float = 0.9
     /// Applied by callers that feed benchmark questions (the eval harness): `{prompt}` is replaced.
     public var promptTemplate: String = "Question: {prompt}\nAnswer:"
@@ -138,7 +150,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, answerEnd, answerEndTokens
-        case keyPooling, theta, neuronLoss, latestWinsCosine, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, supersedeMaxCosine
+        case keyPooling, theta, neuronLoss, latestWinsCosine, latestWinsScope, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, supersedeMaxCosine
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
         case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
     }
@@ -154,6 +166,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.expertSteps, &expertSteps); try read(.expertLearningRate, &expertLearningRate)
         try read(.expertStopLoss, &expertStopLoss); try read(.expertInitScale, &expertInitScale)
         try read(.answerEnd, &answerEnd); try read(.answerEndTokens, &answerEndTokens)
+        try read(.latestWinsScope, &latestWinsScope)
         try read(.keyPooling, &keyPooling); try read(.trafficOwnCosine, &trafficOwnCosine)
         try read(.blastRadiusMinTraffic, &blastRadiusMinTraffic); try read(.supersedeMaxCosine, &supersedeMaxCosine)
         if c.contains(.blastRadiusLimit) { blastRadiusLimit = try c.decodeIfPresent(Float.self, forKey: .blastRadiusLimit) }
@@ -176,6 +189,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(expertSteps, forKey: .expertSteps); try c.encode(expertLearningRate, forKey: .expertLearningRate)
         try c.encode(expertStopLoss, forKey: .expertStopLoss); try c.encode(expertInitScale, forKey: .expertInitScale)
         try c.encode(answerEnd, forKey: .answerEnd); try c.encode(answerEndTokens, forKey: .answerEndTokens)
+        try c.encode(latestWinsScope, forKey: .latestWinsScope)
         try c.encode(keyPooling, forKey: .keyPooling); try c.encode(trafficOwnCosine, forKey: .trafficOwnCosine)
         try c.encode(blastRadiusMinTraffic, forKey: .blastRadiusMinTraffic); try c.encode(supersedeMaxCosine, forKey: .supersedeMaxCosine)
         if let blastRadiusLimit { try c.encode(blastRadiusLimit, forKey: .blastRadiusLimit) } else { try c.encodeNil(forKey: .blastRadiusLimit) }
