@@ -123,7 +123,7 @@ public enum ExpertCodec {
                 index += 1
             }
         }
-        out += SHA256.digest(out)
+        out += Checksum.sha256(out)
         return out
     }
 
@@ -147,7 +147,7 @@ public enum ExpertCodec {
         let countA = ra * ca, count = countA + rb * cb
         let expected = headerSize + count * type.size + checksumSize
         guard blob.count == expected else { throw .truncated(length: blob.count, expected: expected) }
-        guard SHA256.digest(blob[0..<(expected - checksumSize)]) == Array(blob[(expected - checksumSize)...]) else {
+        guard Checksum.sha256(blob[0..<(expected - checksumSize)]) == Array(blob[(expected - checksumSize)...]) else {
             throw .checksumMismatch
         }
         var values = [Float](repeating: 0, count: count)

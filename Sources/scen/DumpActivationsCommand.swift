@@ -25,12 +25,13 @@ struct DumpActivationsCommand: ParsableCommand {
         let (gemma, tokenizer) = try model.load()
         let lines = try String(contentsOfFile: prompts, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: true)
             .map { $0.replacingOccurrences(of: "\\n", with: "\n") }
-        FileManager.default.createFile(atPath: out, contents: nil)
-        guard let handle = FileHandle(forWritingAtPath: out) else { throw ValidationError("cannot write \(out)") }
+        guard FileManager.default.createFile(atPath: out, contents: nil), let handle = FileHandle(forWritingAtPath: out) else {
+            throw ValidationError("cannot write \(out)")
+        }
         defer { try? handle.close() }
         let progress = ProgressLine(label: "activations")
         for (i, p) in lines.enumerated() {
-            let tokens = try tokenizer.encode(p, addBOS: true)
+            let tokens = tokenizer.encode(p, addBOS: true)
             let stack = try DownProjectionTrainingStack(model: gemma, layer: layer, tokens: tokens, targets: [])
             var data = Data()
             withUnsafeBytes(of: Int32(tokens.count).littleEndian) { data.append(contentsOf: $0) }

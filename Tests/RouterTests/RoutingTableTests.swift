@@ -50,7 +50,7 @@ struct RoutingTableTests {
 
         let requestEditor = try #require(live.makeEditor())
         let session = model.makeSession(capacity: 64)
-        _ = try session.generate(prompt: try tokenizer.encode(prompt, addBOS: true), maxTokens: 1, editor: requestEditor)
+        _ = try session.generate(prompt: tokenizer.encode(prompt, addBOS: true), maxTokens: 1, editor: requestEditor)
         #expect(requestEditor.firedEdit?.id == goodID)
     }
 }

@@ -8,7 +8,7 @@ public struct Migration: Sendable, Equatable {
     public let version: Int
     public let name: String
     public let sql: String
-    public var checksum: String { SHA256.hex(Array(sql.utf8)) }
+    public var checksum: String { Checksum.sha256Hex(Array(sql.utf8)) }
 
     public init(version: Int, name: String, sql: String) {
         self.version = version

@@ -87,7 +87,7 @@ public final class IngestStep {
                 // The broker took it from its producer, but ours may not forward it: retrying
                 // would stall ingest on this offset forever. The DLQ gets a note instead; the
                 // full payload is kept in dead_letters.
-                let note = "{\"dead_letter_id\":\(letter.id),\"payload_bytes\":\(bytes),\"payload_sha256\":\"\(SHA256.hex(SHA256.digest(message.value)))\"}"
+                let note = "{\"dead_letter_id\":\(letter.id),\"payload_bytes\":\(bytes),\"payload_sha256\":\"\(Checksum.sha256Hex(message.value))\"}"
                 try sink.send([KafkaOutgoing(topic: PipelineTopics.correctionsDeadLetters, key: message.key, value: Array(note.utf8),
                                              headers: headers + [(PipelineHeaders.payloadOmitted, Array("true".utf8))])])
                 logger.warning("dead letter too large for the DLQ topic; sent a note, payload kept in the database",
