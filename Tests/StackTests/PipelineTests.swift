@@ -13,14 +13,15 @@ final class PipelineHarness {
     let databaseURL: String
     let brokers: String
     let logs: URL
-    let db: PostgresConnection
+    private(set) var db: PostgresConnection
     private var counter = 0
 
-    init(_ label: String) throws {
+    /// On the test stack, with a fresh database; or on `stack` (a migrated database and brokers).
+    init(_ label: String, stack: (postgresURL: String, brokers: String)? = nil) throws {
         run = label + String(UUID().uuidString.prefix(6)).lowercased()
         prefix = "t.\(run)."
-        databaseURL = try TestDatabase.create()
-        brokers = try StackEnvironment.requireKafka()
+        databaseURL = try stack?.postgresURL ?? TestDatabase.create()
+        brokers = try stack?.brokers ?? StackEnvironment.requireKafka()
         logs = FileManager.default.temporaryDirectory.appendingPathComponent("scen-pipeline-\(run)")
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         db = try PostgresConnection(url: databaseURL)
@@ -53,6 +54,9 @@ final class PipelineHarness {
         if let idle { args += ["--exit-when-idle", String(idle)] }
         return try ServiceProcess(binary, arguments: args, environment: environment, logDirectory: logs, tag: "\(counter)-\(binary)")
     }
+
+    /// A new connection for `db` (after a restart of PostgreSQL).
+    func reconnect() throws { db = try PostgresConnection(url: databaseURL) }
 
     func count(_ sql: String, _ params: [PostgresValue?] = []) throws -> Int {
         Int(try db.query(sql, params).first?.int("n") ?? -1)
