@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // C libraries: a modulemap and a shim header each, nothing else.
@@ -45,6 +46,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
 
@@ -99,7 +102,8 @@ let package = Package(
         ),
         // Hermetic: event validation, expert codec, in-memory repositories, pipeline steps.
         .testTarget(name: "StorageTests", dependencies: ["Core", "Storage", "EditStoreScenarios",
-                                                        .product(name: "Metrics", package: "swift-metrics")]),
+                                                        .product(name: "Metrics", package: "swift-metrics"),
+                                                        .product(name: "Prometheus", package: "swift-prometheus")]),
         // Test support: the semantics every edit store must have (in-memory and PostgreSQL).
         .target(name: "EditStoreScenarios", dependencies: ["Core", "Storage"], path: "Tests/EditStoreScenarios"),
         // The router driven in-process (real model; the stack for the edit endpoints).

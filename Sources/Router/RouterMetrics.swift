@@ -59,7 +59,7 @@ public final class RouterMetrics: Sendable {
         let done = factory.value(generations.label)
         hitRatio.record(done > 0 ? factory.value(expertHits.label) / done : 0)
         queued.record(state.inference?.queued ?? 0)
-        return factory.registry.render()
+        return factory.render()
     }
 
     private struct Middleware<Context: RequestContext>: RouterMiddleware {

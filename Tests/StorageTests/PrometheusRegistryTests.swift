@@ -3,36 +3,8 @@ import Metrics
 import Storage
 import Testing
 
-@Suite("Prometheus registry and /metrics listener")
+@Suite("Prometheus metrics (swift-prometheus) and /metrics listener")
 struct PrometheusRegistryTests {
-    @Test func rendersTheTextFormat() {
-        let registry = PrometheusRegistry()
-        let c = registry.counter("scen_test_events_total", help: "Events.")
-        let g = registry.gauge("scen_test_lag", help: "Lag.")
-        let h = registry.histogram("scen_test_seconds", help: "Seconds.", buckets: [0.5, 1, 2])
-        c.increment()
-        c.increment(by: 2)
-        g.set(7)
-        for v in [0.1, 0.7, 1.5, 9] { h.observe(v) }
-        #expect(registry.render() == """
-            # HELP scen_test_events_total Events.
-            # TYPE scen_test_events_total counter
-            scen_test_events_total 3
-            # HELP scen_test_lag Lag.
-            # TYPE scen_test_lag gauge
-            scen_test_lag 7
-            # HELP scen_test_seconds Seconds.
-            # TYPE scen_test_seconds histogram
-            scen_test_seconds_bucket{le="0.5"} 1
-            scen_test_seconds_bucket{le="1"} 2
-            scen_test_seconds_bucket{le="2"} 3
-            scen_test_seconds_bucket{le="+Inf"} 4
-            scen_test_seconds_sum 11.3
-            scen_test_seconds_count 4
-
-            """)
-    }
-
     /// The services record through swift-metrics; the factory turns that into the registry's
     /// families with the declared help and buckets.
     @Test func swiftMetricsRecordIntoTheRegistry() {
@@ -59,52 +31,39 @@ struct PrometheusRegistryTests {
         undescribed.decrement(by: 1)
         #expect(f.value("scen_test_jobs_total") == 5)
         #expect(f.value("scen_test_lag") == 2)
-        #expect(f.registry.render() == """
+        let text = f.render()
+        for family in ["""
             # HELP scen_test_jobs_total Jobs.
             # TYPE scen_test_jobs_total counter
             scen_test_jobs_total 5
-            # HELP scen_test_requests_total Requests.
-            # TYPE scen_test_requests_total counter
-            scen_test_requests_total{path="/a",status="200"} 2
-            scen_test_requests_total{path="/b\\"",status="404"} 1
+            """, """
             # HELP scen_test_seconds Seconds.
             # TYPE scen_test_seconds histogram
             scen_test_seconds_bucket{le="0.5"} 1
-            scen_test_seconds_bucket{le="1"} 1
+            scen_test_seconds_bucket{le="1.0"} 1
             scen_test_seconds_bucket{le="+Inf"} 2
             scen_test_seconds_sum 2.25
             scen_test_seconds_count 2
+            """, """
             # HELP scen_test_lag Lag.
             # TYPE scen_test_lag gauge
-            scen_test_lag 2
+            scen_test_lag 2.0
+            """, """
             # HELP scen_test_meter scen_test_meter
             # TYPE scen_test_meter gauge
-            scen_test_meter 6
-
-            """)
-    }
-
-    @Test func labeledCountersRenderOneSeriesPerLabelSet() {
-        let registry = PrometheusRegistry()
-        let requests = registry.labeledCounter("scen_test_requests_total", help: "Requests.")
-        requests.increment([("path", "/b"), ("status", "200")])
-        requests.increment([("path", "/a"), ("status", "429")], by: 2)
-        requests.increment([("path", "/b"), ("status", "200")])
-        requests.increment([("path", "say \"hi\"\n"), ("status", "400")])
-        #expect(registry.render() == """
+            scen_test_meter 6.0
+            """, """
             # HELP scen_test_requests_total Requests.
             # TYPE scen_test_requests_total counter
-            scen_test_requests_total{path="/a",status="429"} 2
-            scen_test_requests_total{path="/b",status="200"} 2
-            scen_test_requests_total{path="say \\"hi\\"\\n",status="400"} 1
-
-            """)
+            """, #"scen_test_requests_total{path="/a",status="200"} 2"#, #"scen_test_requests_total{path="/b\"",status="404"} 1"#] {
+            #expect(text.contains(family), "missing:\n\(family)\nin:\n\(text)")
+        }
     }
 
     @Test func servesMetricsOverHTTP() throws {
-        let registry = PrometheusRegistry()
-        registry.counter("scen_test_up_total", help: "Up.").increment()
-        let server = try MetricsServer(registry: registry, port: 0)
+        let f = PrometheusMetricsFactory()
+        f.counter("scen_test_up_total", help: "Up.").increment()
+        let server = try MetricsServer(registry: f.registry, port: 0)
         #expect(server.port > 0)
         func get(_ path: String) throws -> String {
             let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -115,7 +74,7 @@ struct PrometheusRegistryTests {
             addr.sin_addr.s_addr = inet_addr("127.0.0.1")
             let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             try #require(ok == 0)
-            let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8)
             _ = request.withUnsafeBytes { write(s, $0.baseAddress, $0.count) }
             var out = [UInt8](), buf = [UInt8](repeating: 0, count: 4096)
             while true {
@@ -127,7 +86,7 @@ struct PrometheusRegistryTests {
         }
         let metrics = try get("/metrics")
         #expect(metrics.hasPrefix("HTTP/1.1 200 OK\r\n"))
-        #expect(metrics.contains("Content-Type: text/plain; version=0.0.4"))
+        #expect(metrics.lowercased().contains("content-type: text/plain; version=0.0.4"))
         #expect(metrics.hasSuffix("scen_test_up_total 1\n"))
         #expect(try get("/other").hasPrefix("HTTP/1.1 404"))
     }

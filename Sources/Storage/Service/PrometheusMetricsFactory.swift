@@ -1,31 +1,27 @@
-// swift-metrics backend over `PrometheusRegistry`: the services record through the
-// swift-metrics API (Counter, Gauge, Meter, Recorder, Timer) and `/metrics` renders the
-// registry. Each service (and each in-process router in tests) owns one factory and passes it
-// to its metrics explicitly, so several can live in one process; an executable may also
-// bootstrap `MetricsSystem` with it so that libraries' metrics land on the same page.
+// swift-metrics backend over swift-prometheus's `PrometheusCollectorRegistry`: the services record
+// through the swift-metrics API (Counter, Gauge, Meter, Recorder, Timer) and `/metrics` renders the
+// registry. Each service (and each in-process router in tests) owns one factory and passes it to
+// its metrics explicitly, so several can live in one process.
 //
-// Mapping: Counter / FloatingPointCounter → counter (dimensions become labels); Gauge
-// (non-aggregating Recorder) and Meter → gauge; aggregating Recorder → histogram; Timer →
-// histogram in seconds. Gauges and histograms carry no labels: their dimensions are dropped
-// (all series of a label share one family) rather than refused, so a library's metrics can
-// never stop a service. Help texts and histogram buckets are declared with `describe` before
-// the metric is first made (Prometheus has both, swift-metrics neither).
+// What this adds to swift-prometheus's own factory: help texts and histogram buckets declared
+// with `describe` before a metric is first made (Prometheus has both, swift-metrics neither), and
+// `value(_:)`, the current value of an unlabeled counter or gauge for log lines.
+// Mapping: Counter / FloatingPointCounter → counter; Gauge (non-aggregating Recorder) and Meter →
+// gauge; aggregating Recorder → histogram; Timer → histogram in seconds. Dimensions are labels.
 import Foundation
 import Metrics
+import Prometheus
 
 public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable {
-    public let registry: PrometheusRegistry
+    public let registry: PrometheusCollectorRegistry
     private let lock = NSLock()
     private var descriptions: [String: (help: String, buckets: [Double]?)] = [:]
-    private var counters: [String: PrometheusRegistry.Counter] = [:]
-    private var labeledCounters: [String: PrometheusRegistry.LabeledCounter] = [:]
-    private var gauges: [String: PrometheusRegistry.Gauge] = [:]
-    private var histograms: [String: PrometheusRegistry.Histogram] = [:]
+    private var values: [String: Double] = [:]
 
     /// Buckets of a histogram that was not given any (seconds: 1 ms … 60 s).
     public static let defaultBuckets: [Double] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
-    public init(registry: PrometheusRegistry = PrometheusRegistry()) {
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
     }
 
@@ -35,15 +31,15 @@ public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable
     }
 
     /// A swift-metrics counter of this factory, described in the same step.
-    public func counter(_ label: String, help: String) -> Counter {
+    public func counter(_ label: String, help: String) -> Metrics.Counter {
         describe(label, help: help)
-        return Counter(label: label, factory: self)
+        return Metrics.Counter(label: label, factory: self)
     }
 
     /// A swift-metrics gauge of this factory, described in the same step.
-    public func gauge(_ label: String, help: String) -> Gauge {
+    public func gauge(_ label: String, help: String) -> Metrics.Gauge {
         describe(label, help: help)
-        return Gauge(label: label, factory: self)
+        return Metrics.Gauge(label: label, factory: self)
     }
 
     /// A swift-metrics timer (a histogram in seconds) of this factory, described in the same step.
@@ -54,39 +50,31 @@ public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable
 
     /// The current value of a counter or gauge without labels (for logs and tests).
     public func value(_ label: String) -> Double {
-        lock.withLock { counters[label]?.value ?? gauges[label]?.value ?? 0 }
+        lock.withLock { values[label] ?? 0 }
     }
 
-    private func help(_ label: String) -> String { descriptions[label]?.help ?? label }
+    /// The registry in the Prometheus text format.
+    public func render() -> String { registry.emitToString() }
+
+    /// The family name with its help text (a label without a description is its own help).
+    private func descriptor(_ label: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: label, unitName: "", helpText: lock.withLock { descriptions[label]?.help ?? label })
+    }
+    private func buckets(_ label: String) -> [Double] { lock.withLock { descriptions[label]?.buckets ?? Self.defaultBuckets } }
+
+    /// Keeps `value(label)` current for unlabeled series.
+    fileprivate func track(_ label: String, _ change: (inout Double) -> Void) {
+        lock.withLock { change(&values[label, default: 0]) }
+    }
 
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> any FloatingPointCounterHandler & CounterHandler {
-        lock.withLock {
-            if dimensions.isEmpty {
-                let c = counters[label] ?? registry.counter(label, help: help(label))
-                counters[label] = c
-                return CounterSeries(add: { c.increment(by: $0) })
-            }
-            let c = labeledCounters[label] ?? registry.labeledCounter(label, help: help(label))
-            labeledCounters[label] = c
-            return CounterSeries(add: { c.increment(dimensions, by: $0) })
-        }
+        let c = registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
+        return dimensions.isEmpty ? TrackedCounter(counter: c, label: label, factory: self) : c
     }
 
-    private func gauge(_ label: String, _ dimensions: [(String, String)]) -> PrometheusRegistry.Gauge {
-        lock.withLock {
-            let g = gauges[label] ?? registry.gauge(label, help: help(label))
-            gauges[label] = g
-            return g
-        }
-    }
-
-    private func histogram(_ label: String, _ dimensions: [(String, String)]) -> PrometheusRegistry.Histogram {
-        lock.withLock {
-            let h = histograms[label]
-                ?? registry.histogram(label, help: help(label), buckets: descriptions[label]?.buckets ?? Self.defaultBuckets)
-            histograms[label] = h
-            return h
-        }
+    private func gauge(_ label: String, _ dimensions: [(String, String)]) -> any MeterHandler & RecorderHandler {
+        let g = registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
+        return dimensions.isEmpty ? TrackedGauge(gauge: g, label: label, factory: self) : g
     }
 
     // MARK: MetricsFactory
@@ -100,16 +88,17 @@ public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable
     }
 
     public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-        GaugeSeries(gauge: gauge(label, dimensions))
+        gauge(label, dimensions)
     }
 
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
-        if aggregate { return HistogramSeries(histogram: histogram(label, dimensions)) }
-        return GaugeSeries(gauge: gauge(label, dimensions))
+        guard aggregate else { return gauge(label, dimensions) }
+        return registry.makeValueHistogram(descriptor: descriptor(label), labels: dimensions, buckets: buckets(label))
     }
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        HistogramSeries(histogram: histogram(label, dimensions))
+        registry.makeDurationHistogram(descriptor: descriptor(label), labels: dimensions,
+                                       buckets: buckets(label).map { .nanoseconds(Int64($0 * 1e9)) })
     }
 
     // Series stay in the registry for the life of the process (Prometheus keeps them too).
@@ -120,29 +109,27 @@ public final class PrometheusMetricsFactory: MetricsFactory, @unchecked Sendable
     public func destroyTimer(_ handler: any TimerHandler) {}
 }
 
-private final class CounterSeries: CounterHandler, FloatingPointCounterHandler, Sendable {
-    let add: @Sendable (Double) -> Void
-    init(add: @escaping @Sendable (Double) -> Void) { self.add = add }
-    func increment(by amount: Int64) { add(Double(amount)) }
-    func increment(by amount: Double) { add(amount) }
-    func reset() {}
+private final class TrackedCounter: CounterHandler, FloatingPointCounterHandler, @unchecked Sendable {
+    let counter: Prometheus.Counter, label: String
+    unowned let factory: PrometheusMetricsFactory
+    init(counter: Prometheus.Counter, label: String, factory: PrometheusMetricsFactory) {
+        self.counter = counter; self.label = label; self.factory = factory
+    }
+    func increment(by amount: Int64) { counter.increment(by: amount); factory.track(label) { $0 += Double(amount) } }
+    func increment(by amount: Double) { counter.increment(by: amount); factory.track(label) { $0 += amount } }
+    func reset() { counter.reset(); factory.track(label) { $0 = 0 } }
 }
 
-private final class GaugeSeries: MeterHandler, RecorderHandler, Sendable {
-    let gauge: PrometheusRegistry.Gauge
-    init(gauge: PrometheusRegistry.Gauge) { self.gauge = gauge }
-    func set(_ value: Int64) { gauge.set(Double(value)) }
-    func set(_ value: Double) { gauge.set(value) }
-    func record(_ value: Int64) { gauge.set(Double(value)) }
-    func record(_ value: Double) { gauge.set(value) }
-    func increment(by amount: Double) { gauge.add(amount) }
-    func decrement(by amount: Double) { gauge.add(-amount) }
-}
-
-private final class HistogramSeries: RecorderHandler, TimerHandler, Sendable {
-    let histogram: PrometheusRegistry.Histogram
-    init(histogram: PrometheusRegistry.Histogram) { self.histogram = histogram }
-    func record(_ value: Int64) { histogram.observe(Double(value)) }
-    func record(_ value: Double) { histogram.observe(value) }
-    func recordNanoseconds(_ duration: Int64) { histogram.observe(Double(duration) / 1e9) }
+private final class TrackedGauge: MeterHandler, RecorderHandler, @unchecked Sendable {
+    let gauge: Prometheus.Gauge, label: String
+    unowned let factory: PrometheusMetricsFactory
+    init(gauge: Prometheus.Gauge, label: String, factory: PrometheusMetricsFactory) {
+        self.gauge = gauge; self.label = label; self.factory = factory
+    }
+    func set(_ value: Int64) { set(Double(value)) }
+    func set(_ value: Double) { gauge.set(to: value); factory.track(label) { $0 = value } }
+    func record(_ value: Int64) { set(Double(value)) }
+    func record(_ value: Double) { set(value) }
+    func increment(by amount: Double) { gauge.increment(by: amount); factory.track(label) { $0 += amount } }
+    func decrement(by amount: Double) { gauge.decrement(by: amount); factory.track(label) { $0 -= amount } }
 }
