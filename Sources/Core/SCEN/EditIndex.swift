@@ -228,14 +228,15 @@ public struct EditIndex: Sendable {
                 let gate = keyGate ?? -1
                 later = ((b + 1)..<entries.count).filter { gateCosine(z, entry: $0) >= gate }
             }
-            let sameFact = later.filter { i in
-                gateKeys.withUnsafeBufferPointer { g in
-                    Kernels.dot(g.baseAddress! + i * ffnSize, g.baseAddress! + b * ffnSize, count: ffnSize)
-                } >= same
-            }
+            let sameFact = later.filter { storedCosine($0, b) >= same }
             if let latest = sameFact.max() { best = latest }
         }
         return RoutingDecision(editID: entries[best].editID, score: s[best], entryIndex: best)
+    }
+
+    /// Cosine of entries i's and j's stored gate keys.
+    private func storedCosine(_ i: Int, _ j: Int) -> Float {
+        gateKeys.withUnsafeBufferPointer { g in Kernels.dot(g.baseAddress! + i * ffnSize, g.baseAddress! + j * ffnSize, count: ffnSize) }
     }
 
     /// Cosine of a gate key z (standardised, normalised) with entry i's stored gate key.
