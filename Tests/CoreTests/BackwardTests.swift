@@ -156,6 +156,56 @@ private func expectClose(_ analytic: [Float], _ numeric: [Double], indices: [Int
         #expect(dh[0..<d].allSatisfy { $0 == 0 }, "rows without a target get no gradient")
     }
 
+    /// The head over a shortlist: over every token it is the full head; over a subset it is the
+    /// cross-entropy of the softmax over those tokens (a lower loss), and its dh matches finite
+    /// differences of that loss.
+    @Test func shortlistedTiedOutputCrossEntropy() throws {
+        let model = try SyntheticGemma().model()
+        var r = GemmaTestRandom(state: 8)
+        let t = 4, d = model.config.hiddenSize, v = model.config.vocabSize
+        let h = r.values(t * d, 2)
+        let targets = [TargetToken(row: 1, token: 3), TargetToken(row: 3, token: 17)]
+        func run(_ h: [Float], _ s: TiedOutputCrossEntropy.Shortlist?) -> (TiedOutputCrossEntropy.Result, [Float]) {
+            let (res, saved) = TiedOutputCrossEntropy.forward(hidden: h, width: d, targets: targets, model: model, shortlist: s)
+            var dh = [Float](repeating: 0, count: t * d)
+            dh.withUnsafeMutableBufferPointer {
+                TiedOutputCrossEntropy.backward(saved, targets: targets, rows: t, width: d, model: model, dHidden: $0.baseAddress!)
+            }
+            return (res, dh)
+        }
+        let (full, dhFull) = run(h, nil)
+        let (every, dhEvery) = run(h, TiedOutputCrossEntropy.Shortlist(tokens: (0..<Int32(v)).reversed(), model: model))
+        #expect(abs(every.loss - full.loss) < 1e-5 && every.argmaxCorrect == full.argmaxCorrect)
+        #expect(zip(dhEvery, dhFull).allSatisfy { abs($0 - $1) < 1e-6 })
+
+        let some = TiedOutputCrossEntropy.Shortlist(tokens: [3, 17, 5, 40, 3, 22], model: model)
+        #expect(some.tokens == [3, 5, 17, 22, 40])
+        let (part, dh) = run(h, some)
+        #expect(part.loss < full.loss, "fewer terms in the partition")
+        let idx = Array(h.indices)
+        let num = numericGradient(h, indices: idx, h: 1e-2) { Double(run($0, some).0.loss) }
+        expectClose(dh, num, indices: idx, "shortlisted CE dh", absolute: 2e-4)
+    }
+
+    /// A shortlist of a full pass: the targets and each target row's k most probable tokens.
+    @Test func shortlistOfFullPass() throws {
+        let model = try SyntheticGemma().model()
+        var r = GemmaTestRandom(state: 9)
+        let t = 3, d = model.config.hiddenSize, v = model.config.vocabSize
+        let h = r.values(t * d, 2)
+        let targets = [TargetToken(row: 0, token: 7), TargetToken(row: 2, token: 9)]
+        let saved = TiedOutputCrossEntropy.forward(hidden: h, width: d, targets: targets, model: model).1
+        let s = TiedOutputCrossEntropy.Shortlist.top(saved, perRow: 4, targets: targets, model: model)
+        var expected: Set<Int32> = [7, 9]
+        let logits = RMSNormLayer.forward(targets.flatMap { Array(h[$0.row * d ..< ($0.row + 1) * d]) }, rows: 2,
+                                          weight: model.outputNorm, eps: model.config.rmsNormEps).0
+        for i in 0..<2 {
+            let z = (0..<v).map { tok in (0..<d).reduce(Float(0)) { $0 + logits[i * d + $1] * model.embedding.row(tok)[$1] } }
+            expected.formUnion(z.indices.sorted { z[$0] > z[$1] }.prefix(4).map { Int32($0) })
+        }
+        #expect(Set(s.tokens) == expected)
+    }
+
     /// One whole block (sliding window shorter than the sequence): dh0 against finite differences.
     @Test(arguments: [1, 5]) func block(layer: Int) throws {
         let model = try SyntheticGemma().model()

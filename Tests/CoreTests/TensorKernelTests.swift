@@ -33,6 +33,14 @@ import Core
         #expect(row == (0..<cols).map { Float(m.values[(rows - 1) * cols + $0]) })
     }
 
+    /// The k largest, largest first, ties to the lower index: the same as a full stable sort.
+    @Test(arguments: [(1, 1), (10, 3), (1000, 17), (300, 300), (5, 9)]) func topIndices(n: Int, k: Int) {
+        var r = GemmaTestRandom(state: UInt64(n * 31 + k))
+        let x = (0..<n).map { _ in Float(Int(r.next() % 40)) - 20 }  // many ties
+        let expected = Array(x.indices.sorted { x[$0] != x[$1] ? x[$0] > x[$1] : $0 < $1 }.prefix(k))
+        #expect(x.withUnsafeBufferPointer { Kernels.topIndices($0.baseAddress!, count: n, k: k) } == expected)
+    }
+
     @Test func halfMatrixRoundsToNearest() {
         let input: [Float] = [1, 1.0009766, 65504, -2.5, 0, 1e-8, 3.14159, -0.1, 1.0004883]
         let m = HalfMatrix(rows: 1, cols: 9, values: input)

@@ -63,20 +63,30 @@ public final class DownProjectionTrainingStack {
         LinearLayer.forward(ffnInput, rows: rows, weight: model.blocks[layer].down, threads: model.threads)
     }
 
-    /// The loss with down-projection output y [T, D] at layer L.
-    public func loss(downOutput y: [Float]) -> TiedOutputCrossEntropy.Result {
+    /// The loss with down-projection output y [T, D] at layer L (over the shortlist's tokens only, if given).
+    public func loss(downOutput y: [Float], shortlist: TiedOutputCrossEntropy.Shortlist? = nil) -> TiedOutputCrossEntropy.Result {
         var s = edited
         var h = BlockLayer.finish(&s, downOutput: y, layer: layer, model: model)
         for l in (layer + 1)..<model.config.blockCount {
             h = BlockLayer.forward(h, rows: rows, layer: l, model: model, rope: rope(l)).h2
         }
         return h.withUnsafeBufferPointer { hp in
-            TiedOutputCrossEntropy.forward(hidden: hp.baseAddress!, width: model.config.hiddenSize, targets: targets, model: model).0
+            TiedOutputCrossEntropy.forward(hidden: hp.baseAddress!, width: model.config.hiddenSize, targets: targets, model: model,
+                                           shortlist: shortlist).0
         }
     }
 
     /// The loss and dLoss/dy [T, D] with down-projection output y [T, D] at layer L.
     public func lossAndGradient(downOutput y: [Float]) -> (result: TiedOutputCrossEntropy.Result, dDownOutput: [Float]) {
+        let step = trainingStep(downOutput: y)
+        return (step.result, step.dDownOutput)
+    }
+
+    /// One training step's loss and dLoss/dy [T, D]: over the shortlist's tokens if given; else over
+    /// the whole vocabulary, and then with `shortlistPerRow` > 0 also the shortlist of this pass's
+    /// most probable tokens (`TiedOutputCrossEntropy.Shortlist.top`) for the steps that follow.
+    public func trainingStep(downOutput y: [Float], shortlist: TiedOutputCrossEntropy.Shortlist? = nil, shortlistPerRow: Int = 0)
+        -> (result: TiedOutputCrossEntropy.Result, dDownOutput: [Float], shortlist: TiedOutputCrossEntropy.Shortlist?) {
         let c = model.config, d = c.hiddenSize, t = rows
         var s = edited
         var h = BlockLayer.finish(&s, downOutput: y, layer: layer, model: model)
@@ -88,8 +98,10 @@ public final class DownProjectionTrainingStack {
             saved.append(out.saved)
         }
         let (result, head) = h.withUnsafeBufferPointer { hp in
-            TiedOutputCrossEntropy.forward(hidden: hp.baseAddress!, width: d, targets: targets, model: model)
+            TiedOutputCrossEntropy.forward(hidden: hp.baseAddress!, width: d, targets: targets, model: model, shortlist: shortlist)
         }
+        let next = shortlist ?? (shortlistPerRow > 0
+            ? TiedOutputCrossEntropy.Shortlist.top(head, perRow: shortlistPerRow, targets: targets, model: model) : nil)
         var dh = [Float](repeating: 0, count: t * d)
         dh.withUnsafeMutableBufferPointer { g in
             TiedOutputCrossEntropy.backward(head, targets: targets, rows: t, width: d, model: model, dHidden: g.baseAddress!)
@@ -99,6 +111,6 @@ public final class DownProjectionTrainingStack {
             let dy = BlockLayer.backwardToDownOutput(dh, saved: sv, layer: l, model: model)
             dh = BlockLayer.backward(dh2: dh, dDownOutput: dy, saved: sv, layer: l, model: model, rope: rope(l))
         }
-        return (result, BlockLayer.backwardToDownOutput(dh, saved: s, layer: layer, model: model))
+        return (result, BlockLayer.backwardToDownOutput(dh, saved: s, layer: layer, model: model), next)
     }
 }

@@ -119,24 +119,36 @@ public enum ExpertTrainer {
             theta = w0.values
         }
         var adam = AdamState(count: theta.count, learningRate: hp.expertLearningRate)
+        /// y [T, D] of sequence i under θ, and U = X·Aᵀ (low rank) for the backward.
+        func downOutput(_ i: Int) -> (y: [Float], u: [Float]) {
+            let s = stacks[i]
+            switch hp.expertForm {
+            case .lowRank:
+                return lowRankForward(x: s.ffnInput, yBase: yBase[i], theta: theta, rows: s.rows, f: f, d: d, r: r)
+            case .full:
+                return (LinearLayer.forward(s.ffnInput, rows: s.rows, weight: Matrix(rows: d, cols: f, values: theta), threads: model.threads), [])
+            }
+        }
+        // The head runs over a shortlist of the vocabulary (`expertShortlist`): step 0 over all of
+        // it, which picks each sequence's candidates. A stop on the shortlist is confirmed over the
+        // whole vocabulary; if it does not hold there, the remaining steps run over all of it.
+        var shortlists = [TiedOutputCrossEntropy.Shortlist?](repeating: nil, count: stacks.count)
+        var perRow = hp.expertShortlist
         var initial: Float = .nan, last: Float = .nan, allArgmax = false, steps = 0
         for step in 0..<hp.expertSteps {
             var grad = [Float](repeating: 0, count: theta.count)
             var loss: Float = 0
             allArgmax = true
+            let shortlisted = shortlists.contains { $0 != nil }
+            var ys: [[Float]] = []
             for (i, s) in stacks.enumerated() {
-                let t = s.rows
-                let y: [Float], u: [Float]
-                switch hp.expertForm {
-                case .lowRank:
-                    (y, u) = lowRankForward(x: s.ffnInput, yBase: yBase[i], theta: theta, rows: t, f: f, d: d, r: r)
-                case .full:
-                    y = LinearLayer.forward(s.ffnInput, rows: t, weight: Matrix(rows: d, cols: f, values: theta), threads: model.threads)
-                    u = []
-                }
-                let (res, dy) = s.lossAndGradient(downOutput: y)
-                loss += res.loss
-                allArgmax = allArgmax && res.argmaxCorrect.allSatisfy { $0 }
+                let (y, u) = downOutput(i)
+                ys.append(y)
+                let out = s.trainingStep(downOutput: y, shortlist: shortlists[i], shortlistPerRow: perRow)
+                shortlists[i] = out.shortlist
+                loss += out.result.loss
+                allArgmax = allArgmax && out.result.argmaxCorrect.allSatisfy { $0 }
+                let dy = out.dDownOutput, t = s.rows
                 switch hp.expertForm {
                 case .lowRank: lowRankBackward(dy: dy, x: s.ffnInput, u: u, theta: theta, rows: t, f: f, d: d, r: r, grad: &grad)
                 case .full:
@@ -150,7 +162,18 @@ public enum ExpertTrainer {
             if step == 0 { initial = loss }
             last = loss
             steps = step + 1
-            if allArgmax && loss < hp.expertStopLoss { break }
+            let stop = allArgmax && loss < hp.expertStopLoss
+            if shortlisted && (stop || step == hp.expertSteps - 1) {
+                // What the step saw over the whole vocabulary (the figures reported).
+                let full = zip(stacks, ys).map { $0.loss(downOutput: $1) }
+                last = full.map(\.loss).reduce(0, +) / Float(stacks.count)
+                allArgmax = full.allSatisfy { $0.argmaxCorrect.allSatisfy { $0 } }
+                if allArgmax && last < hp.expertStopLoss { break }
+                perRow = 0
+                shortlists = shortlists.map { _ in nil }
+            } else if stop {
+                break
+            }
             adam.update(&theta, gradient: grad)
         }
         let expert: Expert

@@ -184,6 +184,6 @@ public enum IndexingNeuronTrainer {
     }
 
     static func topIndices(_ s: [Float], _ k: Int) -> [Int] {
-        Array(s.indices.sorted { s[$0] > s[$1] }.prefix(k))
+        s.withUnsafeBufferPointer { p in p.baseAddress.map { Kernels.topIndices($0, count: s.count, k: k) } ?? [] }
     }
 }

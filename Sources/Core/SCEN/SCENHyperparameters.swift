@@ -63,6 +63,10 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     public var expertLearningRate: Float = 3e-2
     /// Stage 1 stops early once every target token is the argmax and the mean loss is below this.
     public var expertStopLoss: Float = 0.05
+    /// Beyond SCEN: stage 1's softmax after its first step runs over the union of each target
+    /// row's this-many most probable tokens of that step, not all 262,144 (0: the whole vocabulary
+    /// every step). The stop is confirmed over the whole vocabulary (TiedOutputCrossEntropy.swift).
+    public var expertShortlist: Int = 512
     /// Tokens appended after the target in stage 1 (see `AnswerEnd`). 12-token routed greedy answers
     /// (stop at EOS) of the president edit + zsre-dev cases 0–9, answers repeating the target /
     /// p50 edit s (busy 2 cores): none 11/11 / 3.6, newline 10/11, base×1 9/11, base×3 7/11 / 2.7,
@@ -149,7 +153,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertInitScale, answerEnd, answerEndTokens
+        case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertShortlist, expertInitScale, answerEnd, answerEndTokens
         case keyPooling, theta, neuronLoss, latestWinsCosine, latestWinsScope, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, supersedeMaxCosine
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
         case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
@@ -165,6 +169,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.layer, &layer); try read(.expertForm, &expertForm); try read(.rank, &rank)
         try read(.expertSteps, &expertSteps); try read(.expertLearningRate, &expertLearningRate)
         try read(.expertStopLoss, &expertStopLoss); try read(.expertInitScale, &expertInitScale)
+        try read(.expertShortlist, &expertShortlist)
         try read(.answerEnd, &answerEnd); try read(.answerEndTokens, &answerEndTokens)
         try read(.latestWinsScope, &latestWinsScope)
         try read(.keyPooling, &keyPooling); try read(.trafficOwnCosine, &trafficOwnCosine)
@@ -188,6 +193,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(layer, forKey: .layer); try c.encode(expertForm, forKey: .expertForm); try c.encode(rank, forKey: .rank)
         try c.encode(expertSteps, forKey: .expertSteps); try c.encode(expertLearningRate, forKey: .expertLearningRate)
         try c.encode(expertStopLoss, forKey: .expertStopLoss); try c.encode(expertInitScale, forKey: .expertInitScale)
+        try c.encode(expertShortlist, forKey: .expertShortlist)
         try c.encode(answerEnd, forKey: .answerEnd); try c.encode(answerEndTokens, forKey: .answerEndTokens)
         try c.encode(latestWinsScope, forKey: .latestWinsScope)
         try c.encode(keyPooling, forKey: .keyPooling); try c.encode(trafficOwnCosine, forKey: .trafficOwnCosine)
@@ -223,6 +229,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try check(expertSteps >= 1 && expertSteps <= 1000, "expertSteps must be in 1…1000")
         try check(expertLearningRate > 0 && expertLearningRate.isFinite, "expertLearningRate must be positive")
         try check(expertStopLoss >= 0, "expertStopLoss must be ≥ 0")
+        try check(expertShortlist >= 0 && expertShortlist <= 65_536, "expertShortlist must be in 0…65536")
         try check(expertInitScale > 0, "expertInitScale must be positive")
         try check(answerEndTokens >= 1 && answerEndTokens <= 16, "answerEndTokens must be in 1…16")
         try check(theta > 0 && theta < 1, "theta must be in (0, 1)")

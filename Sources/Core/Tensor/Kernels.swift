@@ -342,4 +342,38 @@ public enum Kernels {
         for i in 1..<max(n, 1) where x[i] > bv { bv = x[i]; best = i }
         return best
     }
+
+    /// Indices of the k largest elements, largest first (ties: the lower index first). O(n log k):
+    /// a min-heap of the best k seen so far.
+    public static func topIndices(_ x: UnsafePointer<Float>, count n: Int, k: Int) -> [Int] {
+        let k = min(k, n)
+        guard k > 0 else { return [] }
+        // heap[0] is the worst of the kept: the smallest value, the higher index on ties.
+        func worse(_ a: Int, _ b: Int) -> Bool { x[a] != x[b] ? x[a] < x[b] : a > b }
+        var heap: [Int] = []
+        heap.reserveCapacity(k)
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < heap.count && worse(heap[l], heap[m]) { m = l }
+                if r < heap.count && worse(heap[r], heap[m]) { m = r }
+                if m == i { return }
+                heap.swapAt(i, m)
+                i = m
+            }
+        }
+        for i in 0..<n {
+            if heap.count < k {
+                heap.append(i)
+                var c = heap.count - 1
+                while c > 0 && worse(heap[c], heap[(c - 1) / 2]) { heap.swapAt(c, (c - 1) / 2); c = (c - 1) / 2 }
+            } else if worse(heap[0], i) {
+                heap[0] = i
+                siftDown(0)
+            }
+        }
+        return heap.sorted { worse($1, $0) }
+    }
 }
