@@ -16,6 +16,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "scen | ft | none") var method: EditMethod = .scen
     @Option(help: "Write the report JSON here.") var report: String?
     @Option(name: .customLong("eval-every"), help: "Also evaluate every K edits.") var evalEvery: Int?
+    @Option(name: .customLong("eval-sample"), help: "Score only this many of the edited cases, drawn by a seeded shuffle (long runs).")
+    var evalSample: Int?
     @Option(name: .customLong("sweep-theta"), parsing: .upToNextOption,
             help: "Evaluate the final index again at these routing thresholds θ (training keeps --theta).") var sweepTheta: [Float] = []
     @Option(help: ArgumentHelp("JSONL file whose unedited cases give the same-format locality prompts and the simulated traffic reservoir (default: --data).",
@@ -95,7 +97,7 @@ struct EvalCommand: ParsableCommand {
         let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: method, cases: cases,
                                             traffic: drawn)
         evaluation.progress = status
-        var result = try evaluation.run(evalEvery: evalEvery, sweepTheta: sweepTheta)
+        var result = try evaluation.run(evalEvery: evalEvery, sweepTheta: sweepTheta, evalSample: evalSample)
         result.data = data
         stderr.write(Data("\n".utf8))
         let encoder = JSONEncoder()

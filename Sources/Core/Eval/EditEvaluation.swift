@@ -48,6 +48,20 @@ public struct EvalScores: Codable, Sendable {
     public var fire_prompt_own: Double, fire_rephrase_own: Double
     /// Share of prompts / rephrases / locality prompts / same-format prompts on which any edit fired.
     public var fire_prompt: Double, fire_rephrase: Double, fire_locality: Double, fire_same_format: Double
+    /// Why rephrases were not routed to their own edit (scen only).
+    public var rephrase_misses: RephraseMisses?
+}
+
+/// Shares of all rephrases not routed to their own edit, by the first reason that applies.
+public struct RephraseMisses: Codable, Sendable {
+    /// The own edit's neuron scored ≤ θ.
+    public var neuron_silent: Double
+    /// The own neuron fired but the key gate turned it away.
+    public var gate: Double
+    /// The own edit passed both; another edit answered (higher score or a later correction).
+    public var outranked: Double
+    /// The own edit was not in the index (held for review or superseded).
+    public var absent: Double
 }
 
 public struct EvalReport: Codable, Sendable {
@@ -63,11 +77,18 @@ public struct EvalReport: Codable, Sendable {
     public var latest_wins_cases: Int
     public var reliability_all_cases: Double
     public var edit_seconds_p50: Double, edit_seconds_p95: Double
+    /// Edit time p50 of edits 1–1,000, 1,001–2,000, … (how it grows with T).
+    public var edit_seconds_p50_per_1000: [Double]
+    /// Memory of the final routing table (EditIndex.residentBytes) and this process's peak RSS.
+    public var index_bytes: Int, peak_rss_bytes: Int
+    /// Edited cases scored (--eval-sample; nil: all).
+    public var eval_sample: Int?
     /// Of an edit's time (scen): stage 1 (the expert), and stage 2 with refinement and the blast-radius check.
     public var expert_seconds_p50: Double, neuron_seconds_p50: Double
     public var bytes_per_edit: Double
     public var fire_prompt_own: Double, fire_rephrase_own: Double
     public var fire_prompt: Double, fire_rephrase: Double, fire_locality: Double, fire_same_format: Double
+    public var rephrase_misses: RephraseMisses?
     /// Neurons refined (beyond SCEN) over the run, and expert steps mean.
     public var refined_neurons: Int
     public var expert_steps_mean: Double
@@ -129,7 +150,10 @@ public final class EditEvaluation {
 
     private var kind: EditCase.Kind { cases.first?.kind ?? .zsre }
 
-    public func run(evalEvery: Int? = nil, sweepTheta: [Float] = []) throws -> EvalReport {
+    /// `evalSample`: score only this many edited cases, drawn by a seeded shuffle (all if nil or
+    /// larger); a case superseded by a later correction still counts as such when the later one
+    /// is not drawn.
+    public func run(evalEvery: Int? = nil, sweepTheta: [Float] = [], evalSample: Int? = nil) throws -> EvalReport {
         let hp = hyperparameters
         var editor: SCENEditor?
         var index: EditIndex?
@@ -191,16 +215,17 @@ public final class EditEvaluation {
             let rate = Date().timeIntervalSince(started) / Double(i + 1)
             progress?("[\(method.rawValue)] edit \(i + 1)/\(cases.count) \(bar(i + 1, cases.count)) \(String(format: "%.2f", rate)) s/edit")
             if let k = evalEvery, k > 0, (i + 1) % k == 0, i + 1 < cases.count {
-                along.append(try evaluate(Array(cases.prefix(i + 1)), index: index, ftWeight: ftWeight))
+                along.append(try evaluate(Array(cases.prefix(i + 1)), index: index, ftWeight: ftWeight, sample: evalSample))
             }
         }
-        let final = try evaluate(cases, index: index, ftWeight: ftWeight)
+        let final = try evaluate(cases, index: index, ftWeight: ftWeight, sample: evalSample)
         along.append(final)
         var sweep: [ThetaScores] = []
         if let index {
             for t in sweepTheta {
                 progress?("[\(method.rawValue)] θ = \(t)")
-                sweep.append(ThetaScores(theta: Double(t), scores: try evaluate(cases, index: index.withTheta(t), ftWeight: ftWeight)))
+                sweep.append(ThetaScores(theta: Double(t), scores: try evaluate(cases, index: index.withTheta(t), ftWeight: ftWeight,
+                                                                                  sample: evalSample)))
             }
         }
         func pct(_ p: Double, _ values: [Double]? = nil) -> Double {
@@ -216,11 +241,15 @@ public final class EditEvaluation {
             latest_wins: final.latest_wins, latest_wins_cases: final.latest_wins_cases,
             reliability_all_cases: final.reliability_all_cases,
             edit_seconds_p50: pct(0.5), edit_seconds_p95: pct(0.95),
+            edit_seconds_p50_per_1000: stride(from: 0, to: seconds.count, by: 1000).map {
+                pct(0.5, Array(seconds[$0..<min($0 + 1000, seconds.count)]))
+            },
+            index_bytes: index?.residentBytes ?? 0, peak_rss_bytes: Self.peakResidentBytes(), eval_sample: evalSample,
             expert_seconds_p50: pct(0.5, expertSeconds), neuron_seconds_p50: pct(0.5, neuronSeconds),
             bytes_per_edit: bytes.isEmpty ? 0 : Double(bytes.reduce(0, +)) / Double(bytes.count),
             fire_prompt_own: final.fire_prompt_own, fire_rephrase_own: final.fire_rephrase_own,
             fire_prompt: final.fire_prompt, fire_rephrase: final.fire_rephrase, fire_locality: final.fire_locality,
-            fire_same_format: final.fire_same_format,
+            fire_same_format: final.fire_same_format, rephrase_misses: final.rephrase_misses,
             refined_neurons: refined,
             expert_steps_mean: steps.isEmpty ? 0 : Double(steps.reduce(0, +)) / Double(steps.count),
             pool_seconds: poolSeconds, same_format_source: traffic.description,
@@ -254,7 +283,7 @@ public final class EditEvaluation {
     }
 
     /// Evaluates `cases` (all already edited) under the current method state.
-    func evaluate(_ cases: [EditCase], index: EditIndex?, ftWeight: Matrix) throws -> EvalScores {
+    func evaluate(_ cases: [EditCase], index: EditIndex?, ftWeight: Matrix, sample: Int? = nil) throws -> EvalScores {
         let hp = hyperparameters
         let fixed: FixedEditor? = method == .ft ? FixedEditor(layer: hp.layer, edit: DownProjectionReplacement(weight: ftWeight)) : nil
         func editor() -> (any DownProjectionEditor)? {
@@ -266,10 +295,21 @@ public final class EditEvaluation {
         }
         func fired(_ e: (any DownProjectionEditor)?) -> RoutingDecision? { (e as? SCENRouter)?.decision }
         let latest = Self.latestOfFact(cases)
+        let drawn = Self.sample(cases.count, sample)
         var rel = 0.0, relEM = 0.0, gen = 0.0, genEM = 0.0, genN = 0, loc = 0.0, locN = 0, missing = 0
         var relAll = 0.0, wins = 0.0, winsN = 0, winsCases = 0, scored = 0
         var fireP = 0, fireOwnP = 0, fireR = 0, fireOwnR = 0, fireL = 0
-        for (i, c) in cases.enumerated() {
+        var missSilent = 0, missGate = 0, missOutranked = 0, missAbsent = 0
+        /// Why the rephrase whose routing `router` decided did not go to edit `id`.
+        func countMiss(_ router: SCENRouter, id: String) {
+            guard router.decision?.editID != id, let key = router.key else { return }
+            let idx = router.index
+            guard let own = idx.entries.firstIndex(where: { $0.editID == id }) else { missAbsent += 1; return }
+            if idx.scores(key: key)[own] <= idx.theta { missSilent += 1 }
+            else if let g = idx.keyGate, idx.keyCosine(key, idx.entries[own].neuron.key) < g { missGate += 1 }
+            else { missOutranked += 1 }
+        }
+        for (i, c) in cases.enumerated() where drawn?.contains(i) ?? true {
             if (i + 1) % 10 == 0 || i + 1 == cases.count {
                 progress?("[\(method.rawValue)] evaluating \(i + 1)/\(cases.count) \(bar(i + 1, cases.count))")
             }
@@ -299,6 +339,7 @@ public final class EditEvaluation {
                 let ed = editor()
                 gen += try teacherForced(formatted(p, c.kind), target, editor: ed).accuracy
                 if let d = fired(ed) { fireR += 1; if d.editID == c.id { fireOwnR += 1 } }
+                if let router = ed as? SCENRouter { countMiss(router, id: c.id) }
                 genEM += try exactMatch(formatted(p, c.kind), target, editor: editor()) ? 1 : 0
                 genN += 1
             }
@@ -349,7 +390,25 @@ public final class EditEvaluation {
                           fire_prompt_own: Double(fireOwnP) / n, fire_rephrase_own: genN > 0 ? Double(fireOwnR) / Double(genN) : 0,
                           fire_prompt: Double(fireP) / n, fire_rephrase: genN > 0 ? Double(fireR) / Double(genN) : 0,
                           fire_locality: locN > 0 ? Double(fireL) / Double(locN) : 0,
-                          fire_same_format: neighbours ? (locN > 0 ? Double(fireL) / Double(locN) : 0) : (sameN > 0 ? Double(fireS) / Double(sameN) : 0))
+                          fire_same_format: neighbours ? (locN > 0 ? Double(fireL) / Double(locN) : 0) : (sameN > 0 ? Double(fireS) / Double(sameN) : 0),
+                          rephrase_misses: method != .scen || genN == 0 ? nil
+                            : RephraseMisses(neuron_silent: Double(missSilent) / Double(genN), gate: Double(missGate) / Double(genN),
+                                             outranked: Double(missOutranked) / Double(genN), absent: Double(missAbsent) / Double(genN)))
+    }
+
+    /// This process's peak resident set (getrusage; Linux reports KiB).
+    static func peakResidentBytes() -> Int {
+        var usage = rusage()
+        return getrusage(RUSAGE_SELF.rawValue, &usage) == 0 ? Int(usage.ru_maxrss) * 1024 : 0
+    }
+
+    /// `size` of `count` indices by a seeded shuffle (nil: all of them).
+    static func sample(_ count: Int, _ size: Int?) -> Set<Int>? {
+        guard let size, size < count else { return nil }
+        var rng = SplitMix64(seed: 0x5A3_91E)
+        var order = Array(0..<count)
+        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return Set(order.prefix(size))
     }
 
     /// Share of positions where `got` equals `want` (want non-empty).

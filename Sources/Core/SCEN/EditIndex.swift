@@ -81,6 +81,12 @@ public struct EditIndex: Sendable {
     public func key(_ activations: FFNActivations) -> [Float] { pooling.key(activations, weights: tokenWeights) }
 
     public var count: Int { entries.count }
+
+    /// Bytes this snapshot holds: every entry (expert, neuron, keys) plus the stacked neuron
+    /// weights, biases and gate keys the routing mat-vec reads.
+    public var residentBytes: Int {
+        entries.reduce(0) { $0 + $1.byteCount } + 4 * (weights.count + biases.count + gateKeys.count)
+    }
     public var isEmpty: Bool { entries.isEmpty }
 
     public func entry(editID: String) -> EditEntry? { entries.first { $0.editID == editID } }
