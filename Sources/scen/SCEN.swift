@@ -9,6 +9,7 @@ struct SCEN: ParsableCommand {
         subcommands: [
             TokenizeCommand.self, GenerateCommand.self, EvalCommand.self, BenchCommand.self,
             PingCommand.self, VersionCommand.self, MigrateCommand.self, PublishCommand.self, DumpActivationsCommand.self,
+            TinyModelCommand.self,
         ]
     )
 }

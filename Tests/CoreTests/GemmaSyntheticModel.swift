@@ -1,5 +1,5 @@
-// A tiny Gemma-3-shaped model with seeded random weights, written to a GGUF image with
-// GGUFWriter, plus an independent naive reference forward pass (plain loops, Double).
+// An independent naive reference forward pass (plain loops, Double) of Core's SyntheticGemma,
+// the tiny seeded Gemma-3-shaped model the unit tests run.
 
 import Foundation
 import Core
@@ -23,78 +23,7 @@ struct GemmaTestRandom {
     mutating func norms(_ n: Int) -> [Float] { (0..<n).map { _ in 1 + uniform(0.3) } }
 }
 
-struct SyntheticGemma {
-    let d = 16, f = 32, h = 4, k = 1, e = 8, blocks = 6, vocab = 50, window = 4, context = 128
-    let eps: Float = 1e-6, ropeGlobal: Float = 1_000_000, ropeLocal: Float = 10_000
-
-    struct Block {
-        var attnNorm, qNorm, kNorm, postAttnNorm, ffnNorm, postFFNNorm: [Float]
-        /// [rows, cols] row-major: q [H·E, D], k/v [K·E, D], o [D, H·E], gate/up [F, D], down [D, F].
-        var q, kw, v, o, gate, up, down: [Float]
-    }
-
-    /// Token embedding [V, D], already rounded to Float16 (it is stored as F16).
-    var embedding: [Float] = []
-    var outputNorm: [Float] = []
-    var layers: [Block] = []
-
-    init(seed: UInt64 = 42) {
-        var r = GemmaTestRandom(state: seed)
-        embedding = r.values(vocab * d, 0.5).map { Float(Float16($0)) }
-        outputNorm = r.norms(d)
-        for _ in 0..<blocks {
-            layers.append(Block(
-                attnNorm: r.norms(d), qNorm: r.norms(e), kNorm: r.norms(e), postAttnNorm: r.norms(d),
-                ffnNorm: r.norms(d), postFFNNorm: r.norms(d),
-                q: r.values(h * e * d, 0.4), kw: r.values(k * e * d, 0.4), v: r.values(k * e * d, 0.4),
-                o: r.values(d * h * e, 0.3), gate: r.values(f * d, 0.4), up: r.values(f * d, 0.4),
-                down: r.values(d * f, 0.25)))
-        }
-    }
-
-    func gguf() throws -> [UInt8] {
-        var w = GGUFWriter()
-        w.set("general.architecture", .string("gemma3"))
-        w.set("gemma3.block_count", .uint32(UInt32(blocks)))
-        w.set("gemma3.embedding_length", .uint32(UInt32(d)))
-        w.set("gemma3.feed_forward_length", .uint32(UInt32(f)))
-        w.set("gemma3.attention.head_count", .uint32(UInt32(h)))
-        w.set("gemma3.attention.head_count_kv", .uint32(UInt32(k)))
-        w.set("gemma3.attention.key_length", .uint32(UInt32(e)))
-        w.set("gemma3.attention.value_length", .uint32(UInt32(e)))
-        w.set("gemma3.attention.layer_norm_rms_epsilon", .float32(eps))
-        w.set("gemma3.rope.freq_base", .float32(ropeGlobal))
-        w.set("gemma3.attention.sliding_window", .uint32(UInt32(window)))
-        w.set("gemma3.context_length", .uint32(UInt32(context)))
-        try w.addTensor(name: "token_embd.weight", shape: [d, vocab], type: .f16, values: embedding)
-        try w.addTensor(name: "output_norm.weight", shape: [d], type: .f32, values: outputNorm)
-        for (i, b) in layers.enumerated() {
-            func add(_ n: String, _ shape: [Int], _ v: [Float]) throws {
-                try w.addTensor(name: "blk.\(i).\(n).weight", shape: shape, type: .f32, values: v)
-            }
-            try add("attn_norm", [d], b.attnNorm)
-            try add("attn_q", [d, h * e], b.q)
-            try add("attn_k", [d, k * e], b.kw)
-            try add("attn_v", [d, k * e], b.v)
-            try add("attn_q_norm", [e], b.qNorm)
-            try add("attn_k_norm", [e], b.kNorm)
-            try add("attn_output", [h * e, d], b.o)
-            try add("post_attention_norm", [d], b.postAttnNorm)
-            try add("ffn_norm", [d], b.ffnNorm)
-            try add("ffn_gate", [d, f], b.gate)
-            try add("ffn_up", [d, f], b.up)
-            try add("ffn_down", [f, d], b.down)
-            try add("post_ffw_norm", [d], b.postFFNNorm)
-        }
-        return try w.data()
-    }
-
-    /// The model in `.float32` numerics (compared with the Double reference below); pass
-    /// `.llamaCppCompatible` for llama.cpp's rounding (F16 KV cache, F16 logits operand here).
-    func model(numerics: GemmaNumerics = .float32) throws -> GemmaModel {
-        try GemmaModel(file: GGUFFile(data: gguf()), numerics: numerics)
-    }
-
+extension SyntheticGemma {
     // MARK: Naive reference (Double, whole sequence recomputed, no cache)
 
     struct Reference {

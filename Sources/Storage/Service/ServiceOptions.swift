@@ -35,11 +35,7 @@ public struct ServiceOptions: ParsableArguments {
     /// Flags over the environment over the stack's env file; `defaultMetricsPort` is the
     /// service's own (ingest 9401, trainer 9402), `service` its name (`ingest`, `trainer`).
     public func resolved(service: String, defaultMetricsPort: Int) -> ServiceSettings {
-        var kafka = SettingsResolver.kafkaSettings()
-        for pair in kafkaSettings {
-            let kv = pair.split(separator: "=", maxSplits: 1)
-            if kv.count == 2 { kafka[String(kv[0])] = String(kv[1]) }
-        }
+        let kafka = SettingsResolver.kafkaSettings(overriddenBy: kafkaSettings)
         return ServiceSettings(
             postgresURL: SettingsResolver.postgresURL(flag: postgresURL, service: service),
             kafkaBrokers: SettingsResolver.kafkaBrokers(flag: kafkaBrokers),

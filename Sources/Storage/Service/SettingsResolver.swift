@@ -36,6 +36,16 @@ public enum SettingsResolver {
 
     /// Extra librdkafka settings from `$SCEN_KAFKA_SETTINGS` ("key=value,key=value"), e.g.
     /// `session.timeout.ms=6000,heartbeat.interval.ms=1000` for fast group joins.
+    /// The environment's settings with `pairs` ("key=value", from repeatable flags) on top.
+    public static func kafkaSettings(overriddenBy pairs: [String]) -> [String: String] {
+        var out = kafkaSettings()
+        for pair in pairs {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { out[String(kv[0])] = String(kv[1]) }
+        }
+        return out
+    }
+
     public static func kafkaSettings(flag: String? = nil) -> [String: String] {
         guard let text = value("SCEN_KAFKA_SETTINGS", flag: flag) else { return [:] }
         var out: [String: String] = [:]
