@@ -37,15 +37,20 @@ let package = Package(
 
         // Pure computation: GGUF, tokenizer, Gemma 3 forward/backward, SCEN.
         .target(name: "Core", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
-        // Durable I/O: the libpq and librdkafka owners, repositories, migrations.
+        // Durable I/O: the libpq and librdkafka owners, repositories, migrations, the event format.
         .target(
             name: "Storage",
+            dependencies: ["Core", "CLibPQ", "CRdKafka", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // What the three services share: the consumer loop, the ingest and trainer steps, service
+        // options, logging, metrics and shutdown.
+        .target(
+            name: "Pipeline",
             dependencies: [
-                "Core", "CLibPQ", "CRdKafka",
+                "Core", "Storage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
@@ -61,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "Ingest",
             dependencies: [
-                "Core", "Storage",
+                "Core", "Storage", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -70,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "Trainer",
             dependencies: [
-                "Core", "Storage",
+                "Core", "Storage", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -79,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "Router",
             dependencies: [
-                "Core", "Storage",
+                "Core", "Storage", "Pipeline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,11 +101,11 @@ let package = Package(
         // Against the local stack (PostgreSQL + Kafka broker), run by `make test`.
         .testTarget(
             name: "StackTests",
-            dependencies: ["Core", "Storage", "Router", "EditStoreScenarios", "TestSupport",
+            dependencies: ["Core", "Storage", "Pipeline", "Router", "EditStoreScenarios", "TestSupport",
                            .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         // Hermetic: event validation, expert codec, in-memory repositories, pipeline steps.
-        .testTarget(name: "StorageTests", dependencies: ["Core", "Storage", "EditStoreScenarios",
+        .testTarget(name: "StorageTests", dependencies: ["Core", "Storage", "Pipeline", "EditStoreScenarios",
                                                         .product(name: "Metrics", package: "swift-metrics"),
                                                         .product(name: "Prometheus", package: "swift-prometheus")]),
         // Test support: the semantics every edit store must have (in-memory and PostgreSQL).
@@ -108,7 +113,7 @@ let package = Package(
         // The router driven in-process (real model; the stack for the edit endpoints).
         .testTarget(
             name: "RouterTests",
-            dependencies: ["Router", "Core", "Storage", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["Router", "Core", "Storage", "Pipeline", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
     ]
 )

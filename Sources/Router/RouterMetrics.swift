@@ -5,6 +5,7 @@
 import Foundation
 import Hummingbird
 import Metrics
+import Pipeline
 import Storage
 
 public final class RouterMetrics: Sendable {

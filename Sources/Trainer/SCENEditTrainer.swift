@@ -3,6 +3,7 @@
 // meaning, the blast-radius check), translated to and from the Storage records.
 import Core
 import Foundation
+import Pipeline
 import Storage
 
 final class SCENEditTrainer: EditTrainer {

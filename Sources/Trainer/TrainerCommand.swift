@@ -6,6 +6,7 @@ import Core
 import Foundation
 import Logging
 import Metrics
+import Pipeline
 import Storage
 
 @main

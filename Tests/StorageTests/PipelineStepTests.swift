@@ -1,6 +1,7 @@
 import Core
 import Foundation
 import EditStoreScenarios
+import Pipeline
 import Storage
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import Metrics
+import Pipeline
 import Storage
 import Testing
 

@@ -5,6 +5,7 @@
 // between messages (the current one is finished); during a retry, or on a second signal, they
 // end it at once, leaving the message uncommitted.
 import Foundation
+import Storage
 import Logging
 import Metrics
 

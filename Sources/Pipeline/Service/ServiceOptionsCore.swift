@@ -1,6 +1,7 @@
 // Resolved settings of a pipeline service (flags > environment > .stack/env > defaults), and the
 // start-up chores both services share: optional migrations, topic creation.
 import Foundation
+import Storage
 import Logging
 
 public struct ServiceSettings: Sendable {

@@ -9,6 +9,7 @@
 // Mapping: Counter / FloatingPointCounter → counter; Gauge (non-aggregating Recorder) and Meter →
 // gauge; aggregating Recorder → histogram; Timer → histogram in seconds. Dimensions are labels.
 import Foundation
+import Storage
 import Metrics
 import Prometheus
 

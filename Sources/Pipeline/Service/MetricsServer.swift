@@ -4,6 +4,7 @@
 // waiting for it to bind from a thread of that pool (tests run there, beside tests that block
 // their threads for minutes) timed out under `make test` on 2 cores. This one binds synchronously.
 import Foundation
+import Storage
 import Prometheus
 #if canImport(Glibc)
 import Glibc

@@ -9,6 +9,7 @@
 // claim, so database outages use up no training attempts; when storing loses a race (another
 // trainer activated the same prompt first), it is stored again at once and latest-wins decides.
 import Foundation
+import Storage
 import Logging
 
 public final class TrainerStep {

@@ -2,6 +2,7 @@
 // flag > environment > .stack/env > default.
 import ArgumentParser
 import Foundation
+import Storage
 import Logging
 
 public struct ServiceOptions: ParsableArguments {

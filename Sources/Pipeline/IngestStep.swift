@@ -12,6 +12,7 @@
 // `handle` throws only for infrastructure failures (database or broker unreachable): the
 // caller retries the same message and commits nothing meanwhile.
 import Foundation
+import Storage
 import Logging
 
 public final class IngestStep {

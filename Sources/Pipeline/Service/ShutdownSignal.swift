@@ -2,6 +2,7 @@
 // `whenSignalled` see every signal (ConsumerLoop exits at once on the second one, leaving the
 // current message's offset uncommitted).
 import Foundation
+import Storage
 
 public final class ShutdownSignal: @unchecked Sendable {
     private let lock = NSLock()

@@ -2,6 +2,8 @@
 // neuron) given the edits already active. The real implementation wraps Core's
 // SCEN trainer (Sources/Trainer); tests may use their own, clearly named as test doubles.
 
+import Storage
+
 /// One edit to train.
 public struct TrainingJob: Sendable, Equatable {
     public var editID: Int64

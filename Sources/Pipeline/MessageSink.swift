@@ -1,6 +1,8 @@
 // Where the pipeline steps send Kafka messages: the idempotent producer, or a recording twin
 // in tests. `send` returns only once every message is acknowledged.
 
+import Storage
+
 public protocol MessageSink: AnyObject {
     func send(_ messages: [KafkaOutgoing]) throws
 }

@@ -1,6 +1,7 @@
 // swift-log handler writing one logfmt line per record to stderr:
 //   ts=2025-01-31T12:00:00.123Z level=info service=scen-ingest msg="edit queued" edit_id=7 event_id=abc
 import Foundation
+import Storage
 import Logging
 
 public struct LogfmtLogHandler: LogHandler {
