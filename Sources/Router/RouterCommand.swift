@@ -79,7 +79,20 @@ struct RouterCommand: AsyncParsableCommand {
                                                    queueLimit: queueLimit, maxTokensCap: cap)
                 logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(Date().timeIntervalSince(start))"])
                 let table = try LiveEdits(model: gemma, tokenizer: tokenizer, hyperparameters: hp, reservoir: reservoir, logger: logger)
-                try table.reload(from: PostgresEditStore(try PostgresConnection(url: postgresURL)))
+                // PostgreSQL may be away (restarting, failing over, not up yet): wait for it,
+                // not ready meanwhile, instead of exiting into a crash loop.
+                var delay = 1.0
+                while true {
+                    do {
+                        try table.reload(from: PostgresEditStore(try PostgresConnection(url: postgresURL)))
+                        break
+                    } catch {
+                        logger.error("cannot load the active edits; retrying",
+                                     metadata: ["error": "\(error)", "retry_in_s": "\(delay)"])
+                        Thread.sleep(forTimeInterval: delay)
+                        delay = min(delay * 2, 10)
+                    }
+                }
                 state.edits = table
                 logger.info("ready", metadata: ["active_edits": "\(table.activeCount)"])
                 table.follow(url: postgresURL)
