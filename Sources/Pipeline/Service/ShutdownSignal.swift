@@ -1,24 +1,29 @@
 // SIGTERM / SIGINT → a flag the service loops check between messages; handlers registered with
 // `whenSignalled` see every signal (ConsumerLoop exits at once on the second one, leaving the
-// current message's offset uncommitted).
+// current message's offset uncommitted). The signals come from swift-service-lifecycle's
+// UnixSignals; the loops themselves are blocking (librdkafka, libpq), so they poll this flag
+// rather than run as ServiceGroup services.
 import Foundation
-import Storage
+import UnixSignals
 
 public final class ShutdownSignal: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
-    private var sources: [DispatchSourceSignal] = []
     private var onSignal: [@Sendable (Int) -> Void] = []
+    private var listener: Task<Void, Never>?
 
+    /// Returns once the signals are trapped.
     public init() {
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [weak self] in self?.received() }
-            source.resume()
-            sources.append(source)
+        let trapped = DispatchSemaphore(value: 0)
+        listener = Task.detached { [weak self] in
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+            trapped.signal()
+            for await _ in signals { self?.received() }
         }
+        trapped.wait()
     }
+
+    deinit { listener?.cancel() }
 
     private func received() {
         let (n, handlers) = lock.withLock { count += 1; return (count, onSignal) }
