@@ -85,8 +85,9 @@ public final class DownProjectionTrainingStack {
     /// One training step's loss and dLoss/dy [T, D]: over the shortlist's tokens if given; else over
     /// the whole vocabulary, and then with `shortlistPerRow` > 0 also the shortlist of this pass's
     /// most probable tokens (`TiedOutputCrossEntropy.Shortlist.top`) for the steps that follow.
+    /// `hidden` is the final residual stream [T, D] (for `headLoss`).
     public func trainingStep(downOutput y: [Float], shortlist: TiedOutputCrossEntropy.Shortlist? = nil, shortlistPerRow: Int = 0)
-        -> (result: TiedOutputCrossEntropy.Result, dDownOutput: [Float], shortlist: TiedOutputCrossEntropy.Shortlist?) {
+        -> (result: TiedOutputCrossEntropy.Result, dDownOutput: [Float], shortlist: TiedOutputCrossEntropy.Shortlist?, hidden: [Float]) {
         let c = model.config, d = c.hiddenSize, t = rows
         var s = edited
         var h = BlockLayer.finish(&s, downOutput: y, layer: layer, model: model)
@@ -111,6 +112,14 @@ public final class DownProjectionTrainingStack {
             let dy = BlockLayer.backwardToDownOutput(dh, saved: sv, layer: l, model: model)
             dh = BlockLayer.backward(dh2: dh, dDownOutput: dy, saved: sv, layer: l, model: model, rope: rope(l))
         }
-        return (result, BlockLayer.backwardToDownOutput(dh, saved: s, layer: layer, model: model), next)
+        return (result, BlockLayer.backwardToDownOutput(dh, saved: s, layer: layer, model: model), next, h)
+    }
+
+    /// The loss over the whole vocabulary of a final residual stream h [T, D] a step returned
+    /// (the blocks above L are not run again).
+    public func headLoss(hidden h: [Float]) -> TiedOutputCrossEntropy.Result {
+        h.withUnsafeBufferPointer { hp in
+            TiedOutputCrossEntropy.forward(hidden: hp.baseAddress!, width: model.config.hiddenSize, targets: targets, model: model).0
+        }
     }
 }

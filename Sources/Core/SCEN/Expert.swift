@@ -140,12 +140,12 @@ public enum ExpertTrainer {
             var loss: Float = 0
             allArgmax = true
             let shortlisted = shortlists.contains { $0 != nil }
-            var ys: [[Float]] = []
+            var hiddens: [[Float]] = []
             for (i, s) in stacks.enumerated() {
                 let (y, u) = downOutput(i)
-                ys.append(y)
                 let out = s.trainingStep(downOutput: y, shortlist: shortlists[i], shortlistPerRow: perRow)
                 shortlists[i] = out.shortlist
+                hiddens.append(out.hidden)
                 loss += out.result.loss
                 allArgmax = allArgmax && out.result.argmaxCorrect.allSatisfy { $0 }
                 let dy = out.dDownOutput, t = s.rows
@@ -165,7 +165,7 @@ public enum ExpertTrainer {
             let stop = allArgmax && loss < hp.expertStopLoss
             if shortlisted && (stop || step == hp.expertSteps - 1) {
                 // What the step saw over the whole vocabulary (the figures reported).
-                let full = zip(stacks, ys).map { $0.loss(downOutput: $1) }
+                let full = zip(stacks, hiddens).map { $0.headLoss(hidden: $1) }
                 last = full.map(\.loss).reduce(0, +) / Float(stacks.count)
                 allArgmax = full.allSatisfy { $0.argmaxCorrect.allSatisfy { $0 } }
                 if allArgmax && last < hp.expertStopLoss { break }
