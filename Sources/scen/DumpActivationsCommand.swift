@@ -19,6 +19,9 @@ struct DumpActivationsCommand: ParsableCommand {
     @Option(help: "The block L.") var layer: Int = 13
     @Option(help: "Also write the mean next-token distribution over every position of every prompt (Float32[vocab]) here.")
     var marginal: String?
+    @Option(help: "Also write each prompt's next-token distribution after its last token here: per prompt, its --top most probable token ids (Int32) then their probabilities (Float32).")
+    var nextToken: String?
+    @Option(help: "Tokens per prompt in --next-token.") var top: Int = 32
     @OptionGroup var model: ModelOptions
 
     func run() throws {
@@ -41,8 +44,25 @@ struct DumpActivationsCommand: ParsableCommand {
             progress.update(Double(i + 1) / Double(lines.count))
         }
         progress.finish()
+        if let nextToken { try writeNextToken(lines: lines, gemma: gemma, tokenizer: tokenizer, path: nextToken) }
         guard let marginal else { return }
         let q = try TokenWeights.meanNextTokenDistribution(model: gemma, sequences: lines.map { tokenizer.encode($0, addBOS: true) })
         try q.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: marginal)) }
+    }
+
+    private func writeNextToken(lines: [String], gemma: GemmaModel, tokenizer: GemmaTokenizer, path: String) throws {
+        var data = Data()
+        let sequences = lines.map { tokenizer.encode($0, addBOS: true) }
+        let session = gemma.makeSession(capacity: max(16, sequences.map(\.count).max() ?? 0))
+        for tokens in sequences {
+            session.reset()
+            guard var p = try session.prefill(tokens, logitRows: [tokens.count - 1]).first else { continue }
+            let v = p.count
+            p.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: v) }
+            let ids = p.withUnsafeBufferPointer { Kernels.topIndices($0.baseAddress!, count: p.count, k: top) }
+            ids.map { Int32($0).littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }
+            ids.map { p[$0] }.withUnsafeBytes { data.append(contentsOf: $0) }
+        }
+        try data.write(to: URL(fileURLWithPath: path))
     }
 }

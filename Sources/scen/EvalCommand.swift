@@ -36,7 +36,8 @@ struct EvalCommand: ParsableCommand {
     @Option var theta: Float?
     @Option(name: .customLong("key-pooling"), help: "last-token | mean | weighted") var keyPooling: KeyPooling?
     @Option(name: .customLong("blast-radius"), help: "Largest share of traffic an edit may fire on (negative: no check).") var blastRadius: Float?
-    @Option(name: .customLong("supersede-cosine"), help: "Key cosine from which an edit that fires supersedes by meaning (negative: off).") var supersedeCosine: Float?
+    @Option(name: .customLong("supersede-cosine"), help: "Key cosine from which an active edit is a same-fact candidate (negative: no supersede by meaning).") var supersedeCosine: Float?
+    @Option(name: .customLong("same-fact-question-cosine"), help: "Centred last-token cosine from which two prompts ask the same question.") var sameFactQuestionCosine: Float?
     @Option(name: .customLong("traffic-own-cosine")) var trafficOwnCosine: Float?
     @Option(name: .customLong("latest-wins-cosine"), help: "Stored-key cosine from which a later firing edit answers instead of the best-scoring one (negative: off).")
     var latestWinsCosine: Float?
@@ -66,6 +67,7 @@ struct EvalCommand: ParsableCommand {
         if let keyPooling { hp.keyPooling = keyPooling }
         if let blastRadius { hp.blastRadiusLimit = blastRadius < 0 ? nil : blastRadius }
         if let supersedeCosine { hp.supersedeCosine = supersedeCosine < 0 ? nil : supersedeCosine }
+        if let sameFactQuestionCosine { hp.sameFactQuestionCosine = sameFactQuestionCosine }
         if let latestWinsScope { hp.latestWinsScope = latestWinsScope }
         if let latestWinsCosine { hp.latestWinsCosine = latestWinsCosine < 0 ? nil : latestWinsCosine }
         if let trafficOwnCosine { hp.trafficOwnCosine = trafficOwnCosine }

@@ -148,23 +148,21 @@ struct SCENModelTests {
     }
 
     /// The same fact corrected twice in other words: the later correction supersedes the earlier
-    /// one; a correction of another fact about the same subject does not. Supersede by meaning is
-    /// off by default and calibrated on mean keys: on the default weighted key the subject
-    /// dominates, and "In which year was Dracula first published?" superseded the author edit.
+    /// one and answers its wording; a correction of another fact about the same subject, the same
+    /// question about another subject, and prompts that differ only in a number do not supersede.
     @Test func sameFactInOtherWordsSupersedes() throws {
         let (model, tokenizer) = try ModelTestEnvironment.loaded.get()
-        var hp = SCENHyperparameters()
-        #expect(hp.supersedeCosine == nil, "off by default")
-        hp.supersedeCosine = 0.6
-        hp.keyPooling = .mean
+        let hp = SCENHyperparameters()
+        #expect(hp.supersedeCosine != nil, "on by default")
         let editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp)
         let traffic = try traffic(editor)
+        let oldPrompt = hp.templated("Who is the author of the novel Dracula?")
         var index = editor.emptyIndex()
-        index = try editor.edit(EditRequest(id: "old", prompt: hp.templated("Who is the author of the novel Dracula?"), target: " Mary Shelley"),
-                                index: index, traffic: traffic).index
+        index = try editor.edit(EditRequest(id: "old", prompt: oldPrompt, target: " Mary Shelley"), index: index, traffic: traffic).index
         let again = try editor.edit(EditRequest(id: "new", prompt: hp.templated("Which writer wrote the novel Dracula?"), target: " Jules Verne"),
                                     index: index, traffic: traffic)
         #expect(again.supersededByMeaning == ["old"])
+        #expect(again.index.route(key: try editor.key(of: oldPrompt))?.editID == "new", "the older wording gets the latest correction")
         index = again.index
         let other = try editor.edit(EditRequest(id: "year", prompt: hp.templated("In which year was the novel Dracula first published?"),
                                                 target: " 1920"), index: index, traffic: traffic)
@@ -173,7 +171,6 @@ struct SCENModelTests {
         let neighbour = try editor.edit(EditRequest(id: "frankenstein", prompt: hp.templated("Who wrote the novel Frankenstein?"),
                                                     target: " Bram Stoker"), index: other.index, traffic: traffic)
         #expect(neighbour.supersededByMeaning.isEmpty, "superseded \(neighbour.supersededByMeaning)")
-        // Prompts that differ only in a number are different facts (cosine over supersedeMaxCosine).
         var towns = neighbour.index
         for i in [5, 17] {
             let out = try editor.edit(EditRequest(id: "town\(i)", prompt: "Fact \(i): the mascot of the team from town \(i) is",

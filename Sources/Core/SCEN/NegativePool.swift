@@ -17,6 +17,9 @@ public final class NegativePool: @unchecked Sendable {
     public let standardizer: KeyStandardizer
     /// Standardised keys [N][F].
     public let standardizedKeys: [[Float]]
+    /// Mean over the prompts of layer L's down-projection input at the last token [F]: the centre
+    /// of `SameFact`'s question test.
+    public let lastTokenMean: [Float]
 
     /// Runs the frozen prefix (blocks ≤ L) over each prompt; `progress(done, total)` after each.
     public init(model: GemmaModel, tokenizer: GemmaTokenizer, layer: Int, pooling: KeyPooling,
@@ -31,11 +34,17 @@ public final class NegativePool: @unchecked Sendable {
         tokenWeights = weights
         var keys: [[Float]] = []
         keys.reserveCapacity(prompts.count)
+        let f = model.config.ffnSize
+        var last = [Float](repeating: 0, count: f)
         for (i, p) in prompts.enumerated() {
-            keys.append(try Self.key(model: model, tokens: tokenizer.encode(p, addBOS: true), layer: layer, pooling: pooling, weights: weights))
+            let tokens = tokenizer.encode(p, addBOS: true)
+            let stack = try DownProjectionTrainingStack(model: model, layer: layer, tokens: tokens, targets: [])
+            keys.append(pooling.key(ffnInput: stack.ffnInput, tokens: tokens, promptCount: tokens.count, width: f, weights: weights))
+            for j in 0..<f { last[j] += stack.ffnInput[(tokens.count - 1) * f + j] / Float(prompts.count) }
             progress?(texts.count + i + 1, texts.count + prompts.count)
         }
         self.keys = keys
+        lastTokenMean = last
         standardizer = standardize ? KeyStandardizer(keys: keys) : .identity(width: model.config.ffnSize)
         standardizedKeys = keys.map(standardizer.apply)
     }

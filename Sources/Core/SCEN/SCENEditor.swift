@@ -128,63 +128,32 @@ public final class SCENEditor {
         prefixForwardCount += forwards
         let expertSeconds = since(start)
 
-        // Superseded: the same prompt (or id), and the same fact in other words. Candidates: active
-        // edits that would answer the new prompt (neuron fires, key gate passes) with key cosine ≥
-        // `supersedeCosine`. A candidate is the same fact only if the recognition is mutual: the
-        // new neuron, trained without the candidates' keys as negatives, answers the candidate's
-        // prompt too. Rejected candidates become negatives and the new neuron trains on. Keys closer
-        // than `supersedeMaxCosine` are another subject in the same wording, never candidates.
+        // Superseded: the same prompt (or id), and the same fact in other words (SameFact.swift):
+        // active edits whose stored key is within `supersedeCosine` of the new prompt's key and
+        // which ask the same question about the same subject. Their keys become the new neuron's
+        // positives, so the latest correction answers their wordings too.
         let t2 = DispatchTime.now().uptimeNanoseconds
-        var candidates: [String] = []
-        if let cut = hp.supersedeCosine {
-            for k in trained.keys {
-                let s = index.scores(key: k)
-                for (i, e) in index.entries.enumerated() where s[i] > hp.theta && !candidates.contains(e.editID)
-                    && e.prompt != request.prompt && e.editID != request.id {
-                    let cos = index.keyCosine(k, e.neuron.key)
-                    if cos >= cut && cos < hp.supersedeMaxCosine && cos >= (hp.keyGate ?? -1) { candidates.append(e.editID) }
-                }
-            }
-        }
         let samePrompt = index.entries.filter { $0.prompt == request.prompt || $0.editID == request.id }.map(\.editID)
         let withoutSamePrompt = samePrompt.isEmpty ? index : index.filteringOut(editIDs: Set(samePrompt))
+        let byMeaning = try sameFact(as: request.prompt, key: trained.keys[0], in: withoutSamePrompt)
+        let superseded = samePrompt + byMeaning
+        let base = byMeaning.isEmpty ? withoutSamePrompt : withoutSamePrompt.filteringOut(editIDs: Set(byMeaning))
 
-        // Stage 2: the neuron; negatives = pool + traffic (but the edit's own question) + the other
-        // active edits' stored keys.
+        // Stage 2: the neuron; positives = its own keys and those of the edits it supersedes by
+        // meaning; negatives = pool + traffic (but the edit's own question) + the other active
+        // edits' stored keys.
         let std = pool.standardizer
-        let positives = trained.keys.map(std.apply)
+        let inherited = byMeaning.compactMap { withoutSamePrompt.entry(editID: $0) }.flatMap(\.neuron.positiveKeys)
+        let positives = (trained.keys + inherited).map(std.apply)
         let unit = positives.map(Self.normalized)
         let zTraffic = traffic.keys.map(std.apply)
         let unitTraffic = zTraffic.map(Self.normalized)
         let foreign = zTraffic.indices.filter { t in !unit.contains { Self.dot($0, unitTraffic[t]) >= hp.trafficOwnCosine } }
         let trafficNegatives = foreign.map { zTraffic[$0] }
         let standing = pool.standardizedKeys + trafficNegatives
-        let others = withoutSamePrompt.entries.filter { !candidates.contains($0.editID) }
-        var z = IndexingNeuronTrainer.train(positives: positives,
-                                            negatives: standing + others.flatMap { $0.neuron.positiveKeys.map(std.apply) },
-                                            hyperparameters: hp, steps: hp.neuronSteps)
-        var byMeaning: [String] = []
-        if !candidates.isEmpty {
-            let (w, b) = std.fold(weight: z.weight, bias: z.bias)
-            let probe = IndexingNeuron(weight: w, bias: b, key: trained.keys[0])
-            for id in candidates {
-                guard let e = withoutSamePrompt.entry(editID: id) else { continue }
-                let answers = e.neuron.positiveKeys.contains { k in
-                    probe.score(k) > hp.theta && withoutSamePrompt.keyCosine(k, probe.key) >= (hp.keyGate ?? -1)
-                }
-                if answers { byMeaning.append(id) }
-            }
-            let rejected = candidates.filter { !byMeaning.contains($0) }
-            if !rejected.isEmpty {
-                let keys = rejected.compactMap { withoutSamePrompt.entry(editID: $0) }.flatMap { $0.neuron.positiveKeys.map(std.apply) }
-                z = IndexingNeuronTrainer.train(positives: positives,
-                                                negatives: standing + others.flatMap { $0.neuron.positiveKeys.map(std.apply) } + keys,
-                                                hyperparameters: hp, steps: hp.neuronSteps, start: z)
-            }
-        }
-        let superseded = samePrompt + byMeaning
-        let base = byMeaning.isEmpty ? withoutSamePrompt : withoutSamePrompt.filteringOut(editIDs: Set(byMeaning))
         let earlier = base.entries.map { $0.neuron.positiveKeys.map(std.apply) }
+        var z = IndexingNeuronTrainer.train(positives: positives, negatives: standing + earlier.flatMap { $0 },
+                                            hyperparameters: hp, steps: hp.neuronSteps)
         var (w, b) = std.fold(weight: z.weight, bias: z.bias)
         var neuron = IndexingNeuron(weight: w, bias: b, key: trained.keys[0], extraKeys: Array(trained.keys.dropFirst()))
 
@@ -251,6 +220,21 @@ public final class SCENEditor {
                            seconds: since(start), expertSeconds: expertSeconds, neuronSeconds: since(t2),
                            expertSteps: trained.steps, expertInitialLoss: trained.initialLoss,
                            expertFinalLoss: trained.finalLoss, prefixForwards: forwards)
+    }
+
+    /// The active edits of `index` that correct the same fact as `prompt` (key `key`), by
+    /// `SameFact`; none when `supersedeCosine` is off or the keys are not `weighted`.
+    func sameFact(as prompt: String, key: [Float], in index: EditIndex) throws -> [String] {
+        guard let cut = hyperparameters.supersedeCosine, let weights = pool.tokenWeights else { return [] }
+        let close = index.entries.filter { index.keyCosine(key, $0.neuron.key) >= cut }
+        guard !close.isEmpty else { return [] }
+        let facets = { try SameFact.Facets(model: self.model, tokenizer: self.tokenizer, layer: self.hyperparameters.layer, prompt: $0) }
+        let mine = try facets(prompt)
+        return try close.filter { e in
+            let theirs = SameFact.Facets(tokens: tokenizer.encode(e.prompt, addBOS: true), numbers: SameFact.numbers(in: e.prompt), lastRow: [])
+            guard SameFact.sameSubject(mine, theirs, weights: weights) else { return false }
+            return SameFact.questionCosine(mine, try facets(e.prompt), center: pool.lastTokenMean) >= hyperparameters.sameFactQuestionCosine
+        }.map(\.editID)
     }
 
     static func normalized(_ v: [Float]) -> [Float] {

@@ -124,19 +124,15 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// edit's own question asked before the correction arrived: they are neither negatives nor
     /// counted in the blast radius.
     public var trafficOwnCosine: Float = 0.9
-    /// Beyond SCEN: the same fact corrected twice (off by default: nil). An active edit is a
-    /// candidate when it would answer the new prompt (its neuron fires, its key passes the gate)
-    /// and its stored key has cosine in [supersedeCosine, supersedeMaxCosine) with the new
-    /// prompt's key; it is superseded when the recognition is mutual: the new neuron, trained
-    /// without the candidates as negatives, answers the candidate's prompt. The upper bound keeps
-    /// prompts that differ in a few tokens (another subject in the same wording) apart.
-    /// zsre-dev T=100 (README): one-way 0.8 caught 13 of 31 same-fact pairs (1 wrong supersede),
-    /// one-way 0.6 28 (2 wrong), mutual 0.6 27 (1 wrong); counterfact-dev T=400, mutual 0.6 without
-    /// the upper bound: 11 wrong supersedes, and prompts that differ only in a number all
-    /// superseded each other — hence off until the key tells subjects apart. Calibrated on `mean`
-    /// keys: on `weighted` keys the subject dominates and another fact about the same subject was
-    /// superseded too (SCENModelTests), so it stays off with the default key.
-    public var supersedeCosine: Float? = nil
+    /// Beyond SCEN: the same fact corrected again in other words (`SameFact`; nil: off). An active
+    /// edit whose stored key has at least this cosine (standardised) with the new prompt's key is a
+    /// candidate; it is superseded when `SameFact` says both prompts ask one question about one
+    /// subject, and the new neuron learns its keys as positives, so the latest correction answers
+    /// every wording of the fact. Needs `weighted` keys (their token weights).
+    public var supersedeCosine: Float? = 0.6
+    /// `SameFact`'s question test: centred last-token cosine from which two prompts ask the same
+    /// question.
+    public var sameFactQuestionCosine: Float = 0.7
     /// Beyond SCEN, at routing time (no edit is removed): when several edits fire on a request and
     /// a later one's stored key has at least this cosine (standardised) with the best-scoring one's,
     /// the later correction answers (nil: the best score answers). zsre-dev T=300 (gate 0.6), off →
@@ -144,7 +140,6 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     public var latestWinsCosine: Float? = 0.6
     /// Which later edits `latestWinsCosine` considers (see `LatestWinsScope`).
     public var latestWinsScope: LatestWinsScope = .firing
-    public var supersedeMaxCosine: Float = 0.9
     /// Applied by callers that feed benchmark questions (the eval harness): `{prompt}` is replaced.
     public var promptTemplate: String = "Question: {prompt}\nAnswer:"
     /// Seed of the expert initialisation (mixed with the edit id).
@@ -154,7 +149,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertShortlist, expertInitScale, answerEnd, answerEndTokens
-        case keyPooling, theta, neuronLoss, latestWinsCosine, latestWinsScope, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, supersedeMaxCosine
+        case keyPooling, theta, neuronLoss, latestWinsCosine, latestWinsScope, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, sameFactQuestionCosine
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
         case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
     }
@@ -173,7 +168,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.answerEnd, &answerEnd); try read(.answerEndTokens, &answerEndTokens)
         try read(.latestWinsScope, &latestWinsScope)
         try read(.keyPooling, &keyPooling); try read(.trafficOwnCosine, &trafficOwnCosine)
-        try read(.blastRadiusMinTraffic, &blastRadiusMinTraffic); try read(.supersedeMaxCosine, &supersedeMaxCosine)
+        try read(.blastRadiusMinTraffic, &blastRadiusMinTraffic); try read(.sameFactQuestionCosine, &sameFactQuestionCosine)
         if c.contains(.blastRadiusLimit) { blastRadiusLimit = try c.decodeIfPresent(Float.self, forKey: .blastRadiusLimit) }
         if c.contains(.supersedeCosine) { supersedeCosine = try c.decodeIfPresent(Float.self, forKey: .supersedeCosine) }
         if c.contains(.latestWinsCosine) { latestWinsCosine = try c.decodeIfPresent(Float.self, forKey: .latestWinsCosine) }
@@ -197,7 +192,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(answerEnd, forKey: .answerEnd); try c.encode(answerEndTokens, forKey: .answerEndTokens)
         try c.encode(latestWinsScope, forKey: .latestWinsScope)
         try c.encode(keyPooling, forKey: .keyPooling); try c.encode(trafficOwnCosine, forKey: .trafficOwnCosine)
-        try c.encode(blastRadiusMinTraffic, forKey: .blastRadiusMinTraffic); try c.encode(supersedeMaxCosine, forKey: .supersedeMaxCosine)
+        try c.encode(blastRadiusMinTraffic, forKey: .blastRadiusMinTraffic); try c.encode(sameFactQuestionCosine, forKey: .sameFactQuestionCosine)
         if let blastRadiusLimit { try c.encode(blastRadiusLimit, forKey: .blastRadiusLimit) } else { try c.encodeNil(forKey: .blastRadiusLimit) }
         if let supersedeCosine { try c.encode(supersedeCosine, forKey: .supersedeCosine) } else { try c.encodeNil(forKey: .supersedeCosine) }
         if let latestWinsCosine { try c.encode(latestWinsCosine, forKey: .latestWinsCosine) } else { try c.encodeNil(forKey: .latestWinsCosine) }
@@ -244,7 +239,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try check(blastRadiusMinTraffic >= 1, "blastRadiusMinTraffic must be ≥ 1")
         if let s = supersedeCosine { try check(s > -1 && s <= 1, "supersedeCosine must be in (−1, 1]") }
         if let l = latestWinsCosine { try check(l > -1 && l <= 1, "latestWinsCosine must be in (−1, 1]") }
-        try check(supersedeMaxCosine > -1 && supersedeMaxCosine <= 1.0001, "supersedeMaxCosine must be in (−1, 1]")
+        try check(sameFactQuestionCosine > -1 && sameFactQuestionCosine <= 1.0001, "sameFactQuestionCosine must be in (−1, 1]")
         try check(trafficOwnCosine > -1 && trafficOwnCosine <= 1, "trafficOwnCosine must be in (−1, 1]")
         try check(promptTemplate.contains("{prompt}"), "promptTemplate must contain {prompt}")
     }
