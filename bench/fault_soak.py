@@ -19,7 +19,9 @@ What it does:
     of their bytes), exits nobody asked for (crash loops), and each fault's recovery time (until
     the pipeline made progress again; the router's until /healthz answered).
 
-Needs the release build (`swift build -c release`) and the packages scripts/bootstrap installs.
+Needs the release build (`swift build -c release`; or $SCEN_BIN: a folder holding copies of
+scen, scen-ingest, scen-trainer and scen-router, so a long soak survives a rebuild) and the
+packages scripts/bootstrap installs.
 Stdlib only. Exit status 0 when nothing was lost, doubled or left without a dead letter, and no
 service exited on its own.
 """
@@ -38,7 +40,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, ".build", "release")
+BIN = os.environ.get("SCEN_BIN", os.path.join(ROOT, ".build", "release"))
 FINAL = ("active", "held", "failed", "superseded", "reverted")
 
 

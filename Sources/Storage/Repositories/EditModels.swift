@@ -117,7 +117,7 @@ public struct TrainedEdit: Sendable, Equatable {
     /// Training metrics (losses, blast radius, …), as JSON text.
     public var metrics: String
     /// Active edits of the same fact worded differently, which this one supersedes (by meaning,
-    /// Core's `supersedeCosine`); the later correction wins, as for identical prompts.
+    /// Core's `SameFact`); the later correction wins, as for identical prompts.
     public var supersedes: [Int64]
     /// Set when the blast-radius check refuses activation: the edit becomes `held` with this reason.
     public var heldReason: String?
