@@ -231,8 +231,7 @@ public final class SCENEditor {
         let facets = { try SameFact.Facets(model: self.model, tokenizer: self.tokenizer, layer: self.hyperparameters.layer, prompt: $0) }
         let mine = try facets(prompt)
         return try close.filter { e in
-            let theirs = SameFact.Facets(tokens: tokenizer.encode(e.prompt, addBOS: true), numbers: SameFact.numbers(in: e.prompt), lastRow: [])
-            guard SameFact.sameSubject(mine, theirs, weights: weights) else { return false }
+            guard SameFact.sameSubject(mine, SameFact.Facets(tokenizer: tokenizer, prompt: e.prompt), weights: weights) else { return false }
             return SameFact.questionCosine(mine, try facets(e.prompt), center: pool.lastTokenMean) >= hyperparameters.sameFactQuestionCosine
         }.map(\.editID)
     }
