@@ -11,8 +11,8 @@ Pairs:
   real other     the subjects of --shapes with two different facts;
   other subject  pairs of --edits prompts with different subjects and weighted-key cosine >= 0.5.
 Signals: weighted-key cosine (standardised with the generic pool, as the product does), the
-last-token row's cosine (raw, centred by the generic pool's mean, standardised), the rarest-token
-and numbers test, and the overlap of the model's next-token distributions after each prompt.
+last-token row's cosine (raw, centred by the generic pool's mean, standardised), the names,
+numbers and rarest-token test, and the overlap of the model's next-token distributions after each prompt.
 
     python3 tools/same_fact_probe.py --edits ../shared/data/zsre-dev.jsonl \
         --shapes ../shared/data/zsre-scale.jsonl --limit 1000 --work /tmp/same-fact
@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--top", type=int, default=32)
     ap.add_argument("--work", required=True)
     ap.add_argument("--scen", default=".build/release/scen")
+    ap.add_argument("--reuse", action="store_true", help="keep the activations already in --work")
     args = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.makedirs(args.work, exist_ok=True)
@@ -86,6 +87,8 @@ def main():
     open(untemplated, "w").write("\n".join(p for p in gp if not p.startswith("Question: ")) + "\n")
 
     def dump(src, out, *extra):
+        if args.reuse and os.path.exists(out):
+            return
         subprocess.run([args.scen, "dump-activations", "--prompts", src, "--out", out, "--layer", str(args.layer), *extra], check=True)
     dump(prompts, os.path.join(args.work, "acts.bin"), "--next-token", os.path.join(args.work, "next.bin"), "--top", str(args.top))
     dump(generic, os.path.join(args.work, "generic.bin"))
@@ -113,9 +116,24 @@ def main():
     def rarest(t):
         return max(t[1:].tolist(), key=lambda x: weights[x])
 
+    def names(text):
+        """Words that start with a capital or a digit, and those of them that open a sentence."""
+        proper, initial, opens = set(), set(), True
+        for m in re.finditer(r"[^\W_]+|[.?!:\n]", text):
+            w = m.group()
+            if w in ".?!:\n":
+                opens = True
+                continue
+            if w[0].isupper() or w[0].isdigit():
+                proper.add(w)
+                if opens:
+                    initial.add(w)
+            opens = False
+        return proper, initial
+
     def same_subject(i, j):
-        nums = lambda s: sorted(re.findall(r"\d+", s))
-        return nums(rows[i][3]) == nums(rows[j][3]) and rarest(toks[i]) in toks[j][1:] and rarest(toks[j]) in toks[i][1:]
+        (pa, ia), (pb, ib) = names(rows[i][3]), names(rows[j][3])
+        return (pa ^ pb) <= (ia | ib) and rarest(toks[i]) in toks[j][1:] and rarest(toks[j]) in toks[i][1:]
 
     def overlap(i, j):
         a, b = nxt[i], nxt[j]
@@ -138,7 +156,7 @@ def main():
         ov = [overlap(i, j) for i, j in p]
         print(f"{n:15s} weighted cos q10/50/90 {np.round(np.quantile(w, [.1, .5, .9]), 2)}  centred last-token cos "
               f"{np.round(np.quantile(lc, [.1, .5, .9]), 2)}  next-token overlap {np.round(np.quantile(ov, [.1, .5, .9]), 2)}")
-    print("linked share (other subject: count) with weighted cos >= 0.6 and the rarest-token/numbers test:")
+    print("linked share (other subject: count) with weighted cos >= 0.6 and the names/rarest-token test:")
     for name, Zl in last.items():
         for cut in ([0.6, 0.7, 0.8] if name != "raw" else [0.8, 0.9]):
             def linked(n):

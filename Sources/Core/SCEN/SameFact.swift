@@ -15,12 +15,12 @@
 //   layer L's down-projection input, centred by the negative pool's mean last-token row, is at
 //   least `sameFactQuestionCosine`. The last token carries the question's shape and relation
 //   much more than its subject (README, "Routing").
-// Offline on zsre-dev's first 1,000 cases (829 pairs of prompts that correct one fact), 1,648
-// pairs of one subject with another question (zsre-scale question shapes filled with the subject)
-// and the 10 real pairs of zsre-scale (one subject, two facts): at 0.7 it links 81 % of the
-// same-fact pairs, 5.8 % of the constructed other-question pairs (some of which really are the
-// same question: "What company published X?" / "What was the record label of X?"), 0 of the 10
-// real ones, and none of the 1,158 pairs of different subjects whose keys have cosine ≥ 0.5.
+// Offline on zsre-dev's first 1,000 cases (`tools/same_fact_probe.py`: 829 pairs of prompts
+// that correct one fact, 1,638 pairs of one of its subjects in another zsre-scale question shape,
+// the 10 real one-subject-two-facts pairs of zsre-scale, 1,158 pairs of different subjects with
+// key cosine ≥ 0.5): at 0.7 it links 81 % of the same-fact pairs, 5.9 % of the constructed ones
+// (some shapes really ask the same question: "What company published X?" / "What was the record
+// label of X?"), 0 of the 10 real ones and none of the different subjects.
 
 import Foundation
 
