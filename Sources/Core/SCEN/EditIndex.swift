@@ -182,6 +182,13 @@ public struct EditIndex: Sendable {
         return zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
     }
 
+    /// `keyCosine(key, stored key)` for every entry, from the stored gate keys when kept.
+    public func keyCosines(_ key: [Float]) -> [Float] {
+        guard keepsGateKeys else { return entries.map { keyCosine(key, $0.neuron.key) } }
+        let z = gateKey(key)
+        return entries.indices.map { gateCosine(z, entry: $0) }
+    }
+
     private func gateKey(_ k: [Float]) -> [Float] {
         let z = standardizer?.apply(k) ?? k
         let norm = max(z.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-12)

@@ -226,13 +226,15 @@ public final class SCENEditor {
     /// `SameFact`; none when `supersedeCosine` is off or the keys are not `weighted`.
     func sameFact(as prompt: String, key: [Float], in index: EditIndex) throws -> [String] {
         guard let cut = hyperparameters.supersedeCosine, let weights = pool.tokenWeights else { return [] }
-        let close = index.entries.filter { index.keyCosine(key, $0.neuron.key) >= cut }
-        guard !close.isEmpty else { return [] }
+        let cosines = index.keyCosines(key)
+        let words = SameFact.Facets(tokenizer: tokenizer, prompt: prompt)
+        let subject = index.entries.indices.filter { cosines[$0] >= cut }.map { index.entries[$0] }
+            .filter { SameFact.sameSubject(words, SameFact.Facets(tokenizer: tokenizer, prompt: $0.prompt), weights: weights) }
+        guard !subject.isEmpty else { return [] }
         let facets = { try SameFact.Facets(model: self.model, tokenizer: self.tokenizer, layer: self.hyperparameters.layer, prompt: $0) }
         let mine = try facets(prompt)
-        return try close.filter { e in
-            guard SameFact.sameSubject(mine, SameFact.Facets(tokenizer: tokenizer, prompt: e.prompt), weights: weights) else { return false }
-            return SameFact.questionCosine(mine, try facets(e.prompt), center: pool.lastTokenMean) >= hyperparameters.sameFactQuestionCosine
+        return try subject.filter {
+            SameFact.questionCosine(mine, try facets($0.prompt), center: pool.lastTokenMean) >= hyperparameters.sameFactQuestionCosine
         }.map(\.editID)
     }
 
