@@ -7,13 +7,14 @@ production brings, on a local stack of its own.
 What it does:
   * writes a tiny random Gemma-3-shaped model with the real model's tokenizer (`scen tiny-model`:
     D = 16, six blocks), so thousands of edits train in minutes; the services run unchanged on it;
-  * starts a durable stack (scripts/stack, tansu on S3 via moto_server) on ports of its own,
+  * starts a durable stack (scripts/stack, tansu on S3 via scripts/s3_local.py) on ports of its own,
     migrates it and runs the three services as their own database roles;
   * publishes --events valid corrections (distinct prompts) in batches, --duplicates of them a
     second time, and --fuzzed malformed events (invalid JSON and UTF-8, 2 MB payloads, deep
     nesting, 30k-token prompts, wrong types, missing and empty fields, NUL characters, …);
-  * meanwhile SIGKILLs each service --kills times at random moments (restarting it after a
-    moment, as an orchestrator would), restarts PostgreSQL once and the broker once;
+  * meanwhile SIGKILLs each service --kills times at random moments spread over the run (when a
+    random share of the events are final edits; restarting it after a moment, as an orchestrator
+    would), restarts PostgreSQL once and the broker once;
   * waits until every valid event is an edit in a final state, then prints one JSON report:
     valid events lost, duplicate edits, malformed events without a dead letter (by the SHA-256
     of their bytes), exits nobody asked for (crash loops), and each fault's recovery time (until
@@ -64,7 +65,7 @@ class Stack:
                     self.settings[k] = v
 
     def script(self, *args):
-        # os.system waits for the script alone; the broker and moto_server it starts keep running.
+        # os.system waits for the script alone; the broker and the S3 endpoint it starts keep running.
         cmd = " ".join([os.path.join(ROOT, "scripts", "stack")] + list(args))
         status = subprocess.call(cmd, shell=True, env=self.env, stdout=subprocess.DEVNULL, start_new_session=True)
         if status != 0:
@@ -244,8 +245,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for every event")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--memory-broker", action="store_true",
-                    help="keep the broker's log in memory and skip the broker restart: the durable broker (tansu on "
-                         "moto_server) slows down as its bucket grows, to ~0.3 edits/s after 700 edits here")
+                    help="keep the broker's log in memory and skip the broker restart")
     ap.add_argument("--model", default=os.environ.get("SCEN_MODEL", os.path.join(ROOT, "models", "gemma-3-270m-q4_k_m.gguf")),
                     help="the real model whose tokenizer the tiny model gets")
     ap.add_argument("--keep", action="store_true", help="leave the stack and its folder for inspection")
@@ -364,8 +364,13 @@ def main():
         pub = threading.Thread(target=publisher, daemon=True)
         pub.start()
         by_name = {s.name: s for s in services}
-        for fault in faults:
-            time.sleep(rng.uniform(6, 14))
+        # Faults spread over the whole run: each waits until a random share (2–90 %) of the valid
+        # events are final edits, then a few seconds more.
+        shares = sorted(rng.uniform(0.02, 0.9) for _ in faults)
+        for fault, share in zip(faults, shares):
+            while (progress() or (0, 0))[1] < share * args.events:
+                time.sleep(2)
+            time.sleep(rng.uniform(0, 5))
             before = progress()
             at = time.time()
             if fault in by_name:
@@ -431,7 +436,7 @@ def main():
             "alive_at_end": {s.name: s.proc.poll() is None for s in services},
             "router_healthy_at_end": healthy(args.router_port),
             "seconds": round(elapsed, 1), "folder": work,
-            "broker": "memory: no broker restart" if args.memory_broker else "durable (S3 on moto_server)",
+            "broker": "memory: no broker restart" if args.memory_broker else "durable (tansu on S3, scripts/s3_local.py)",
         }
     finally:
         for s in services:

@@ -36,7 +36,9 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
     /// Keys of served prompts for the trainer (nil: the reservoir is switched off).
     let reservoir: TrafficReservoir?
     private let empty: EditIndex
-    private let hiddenSize: Int
+    /// The table kept between reloads (only changed edits are converted and re-indexed).
+    private let builder: RoutingTableBuilder
+    private let builderLock = NSLock()
     /// Active edits that cannot be routed (corrupt or mismatched), as of the last load.
     private var unroutable = 0
     /// Edits whose problem was logged already (logged once, not at every reload).
@@ -55,16 +57,17 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
             if done == total || done % 100 == 0 { logger.info("key statistics", metadata: ["done": "\(done)", "total": "\(total)"]) }
         }
         empty = EditIndex(hyperparameters: hyperparameters, pool: pool, ffnSize: model.config.ffnSize)
-        hiddenSize = model.config.hiddenSize
+        builder = RoutingTableBuilder(empty: empty, hyperparameters: hyperparameters, ffnSize: model.config.ffnSize,
+                                      hiddenSize: model.config.hiddenSize)
         store = EditIndexStore(empty)
         self.hyperparameters = hyperparameters
         self.reservoir = reservoir > 0 ? TrafficReservoir(capacity: reservoir) : nil
         self.logger = logger
     }
 
-    public func makeEditor() -> (any RequestEditor)? {
+    public func makeEditor(prompt: String) -> (any RequestEditor)? {
         let snapshot = store.snapshot
-        return snapshot.isEmpty && reservoir == nil ? nil : SCENRequestEditor(router: snapshot.makeRouter(), reservoir: reservoir)
+        return snapshot.isEmpty && reservoir == nil ? nil : SCENRequestEditor(router: snapshot.makeRouter(request: prompt), reservoir: reservoir)
     }
 
     /// Stores the reservoir's changed slots (kept for the next flush if storing fails).
@@ -93,26 +96,15 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
 
     /// Makes `active` the routing table.
     private func install(_ active: [StoredEdit]) throws {
-        // Oldest correction first, so that of several edits of one prompt the latest wins.
-        let edits = active.sorted { $1.record.isLater(than: $0.record) }
-        var entries: [EditEntry] = [], elsewhere = 0, unusable = 0
-        for edit in edits {
-            switch edit.routability(hyperparameters: hyperparameters, ffnSize: empty.ffnSize, hiddenSize: hiddenSize) {
-            case .routable(let e): entries.append(e)
-            case .elsewhere: elsewhere += 1
-            case .unusable(let why):
-                // One bad row never stops the others from serving (nor freezes the table).
-                unusable += 1
-                if reported.insert(edit.record.id).inserted {
-                    logger.error("active edit cannot be routed; serving without it", metadata: ["edit_id": "\(edit.record.id)", "reason": "\(why)"])
-                }
-            }
+        let table = try builderLock.withLock { try builder.table(of: active) }
+        // One bad row never stops the others from serving (nor freezes the table).
+        for (id, why) in table.unusable where reported.insert(id).inserted {
+            logger.error("active edit cannot be routed; serving without it", metadata: ["edit_id": "\(id)", "reason": "\(why)"])
         }
-        let loaded = try empty.adding(contentsOf: entries)
-        store.update { _ in loaded }
-        lock.withLock { unroutable = unusable }
-        if elsewhere > 0 {
-            logger.warning("active edits not routable by this router (other layer or untrained)", metadata: ["skipped": "\(elsewhere)"])
+        store.update { _ in table.index }
+        lock.withLock { unroutable = table.unusable.count }
+        if table.elsewhere > 0 {
+            logger.warning("active edits not routable by this router (other layer or untrained)", metadata: ["skipped": "\(table.elsewhere)"])
         }
     }
 

@@ -42,8 +42,9 @@ public final class RouterState: @unchecked Sendable {
 
 /// The current routing table of active edits (swapped as edits arrive or are reverted).
 public protocol EditRouting: Sendable {
-    /// A fresh per-request editor over the current table, or nil when no edit is active.
-    func makeEditor() -> (any RequestEditor)?
+    /// A fresh editor over the current table for one request whose text is `prompt`, or nil when
+    /// no edit is active.
+    func makeEditor(prompt: String) -> (any RequestEditor)?
     var activeCount: Int { get }
     /// Active edits left out of the table because they cannot be routed (corrupt, wrong shape,
     /// trained on another key); each is logged once.
@@ -136,7 +137,7 @@ private func generate(state: RouterState, metrics: RouterMetrics, prompt: String
     }
     guard !prompt.isEmpty else { throw HTTPError(.badRequest, message: "prompt must not be empty") }
     do {
-        let result = try await inference.generate(prompt: prompt, maxTokens: maxTokens, makeEditor: { edits.makeEditor() })
+        let result = try await inference.generate(prompt: prompt, maxTokens: maxTokens, makeEditor: { edits.makeEditor(prompt: prompt) })
         metrics.recordGeneration(result)
         return result
     } catch InferenceError.busy(let queued) {
@@ -159,7 +160,7 @@ extension JSONEncoder {
 /// The routing table when no edit is active: every request gets the base model.
 public struct NoActiveEdits: EditRouting {
     public init() {}
-    public func makeEditor() -> (any RequestEditor)? { nil }
+    public func makeEditor(prompt: String) -> (any RequestEditor)? { nil }
     public var activeCount: Int { 0 }
     public func remove(editID: Int64) {}
 }

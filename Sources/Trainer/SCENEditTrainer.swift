@@ -11,9 +11,15 @@ final class SCENEditTrainer: EditTrainer {
     /// The router's traffic reservoir as stored now (read before every edit).
     let traffic: () throws -> TrafficKeys
 
+    /// The index the new edit is trained against, kept between jobs.
+    private let table: RoutingTableBuilder
+
     init(editor: SCENEditor, traffic: @escaping () throws -> TrafficKeys = { .none }) {
         self.editor = editor
         self.traffic = traffic
+        let c = editor.model.config
+        table = RoutingTableBuilder(empty: editor.emptyIndex(), hyperparameters: editor.hyperparameters, ffnSize: c.ffnSize,
+                                    hiddenSize: c.hiddenSize)
     }
 
     struct OverLimit: Error, CustomStringConvertible {
@@ -33,10 +39,7 @@ final class SCENEditTrainer: EditTrainer {
         }
         // The index the new edit is trained against: every active edit of this layer that can be
         // routed (untrained edits, those of another layer and unreadable ones have no entry).
-        let c = editor.model.config
-        let index = try editor.emptyIndex().adding(contentsOf: active.compactMap {
-            $0.routability(hyperparameters: hp, ffnSize: c.ffnSize, hiddenSize: c.hiddenSize).entry
-        })
+        let index = try table.table(of: active).index
         let outcome = try editor.edit(EditRequest(id: String(job.editID), prompt: job.prompt, target: job.target, rephrases: job.rephrases),
                                       index: index, traffic: try traffic())
         let entry = outcome.entry

@@ -100,7 +100,8 @@ struct RoutingBench: ParsableCommand {
         let buildStart = Date()
         let full = try empty.adding(contentsOf: entries)
         let buildSeconds = Date().timeIntervalSince(buildStart)
-        let prompt = tokenizer.encode("Question: Who wrote the novel Pride and Prejudice?\nAnswer:", addBOS: true)
+        let text = "Question: Who wrote the novel Pride and Prejudice?\nAnswer:"
+        let prompt = tokenizer.encode(text, addBOS: true)
         let session = gemma.makeSession(capacity: prompt.count + tokens + 1)
 
         func median(_ index: EditIndex) throws -> (Double, [Int32]) {
@@ -108,7 +109,7 @@ struct RoutingBench: ParsableCommand {
             var out: [Int32] = []
             for _ in 0..<(requests + 1) {
                 let start = DispatchTime.now().uptimeNanoseconds
-                out = try session.generate(prompt: prompt, maxTokens: tokens, editor: index.isEmpty ? nil : index.makeRouter())
+                out = try session.generate(prompt: prompt, maxTokens: tokens, editor: index.isEmpty ? nil : index.makeRouter(request: text))
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
             return (times.dropFirst().sorted()[requests / 2], out)

@@ -53,6 +53,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .customLong("refine"), help: "Refine earlier neurons (true|false).") var refine: Bool?
     @Option(name: .customLong("standardize"), help: "Standardise keys (true|false).") var standardize: Bool?
     @Option(name: .customLong("key-gate"), help: "Minimum key cosine (negative: off).") var keyGate: Float?
+    @Option(name: .customLong("subject-gate"), help: "Route only to edits whose subject the request names (true|false).") var subjectGate: Bool?
     @Option(name: .customLong("prompt-template")) var promptTemplate: String?
 
     func hyperparameters() throws -> SCENHyperparameters {
@@ -82,6 +83,7 @@ struct EvalCommand: ParsableCommand {
         if let refine { hp.refineEarlierNeurons = refine }
         if let standardize { hp.standardizeKeys = standardize }
         if let keyGate { hp.keyGate = keyGate < 0 ? nil : keyGate }
+        if let subjectGate { hp.subjectGate = subjectGate }
         if let promptTemplate { hp.promptTemplate = promptTemplate.replacingOccurrences(of: "\\n", with: "\n") }
         return hp
     }

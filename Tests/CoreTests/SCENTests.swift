@@ -247,7 +247,7 @@ import Core
         let r = try ExpertTrainer.train(model: model, hyperparameters: h, sequences: [TrainingSequence(tokens: ids, promptCount: 4)],
                                         tokenWeights: weights, seed: 1, prefixForwards: &forwards)
         let index = EditIndex(layer: h.layer, ffnSize: model.config.ffnSize, pooling: .weighted, tokenWeights: weights, theta: h.theta)
-        let router = index.makeRouter()
+        let router = index.makeRouter(request: nil)
         _ = try model.makeSession(capacity: 16).prefill(Array(ids[0..<4]), editor: router)
         let routed = try #require(router.key)
         let worst = zip(routed, r.keys[0]).map { abs($0 - $1) }.max() ?? 1
@@ -311,7 +311,7 @@ import Core
         let neuron = IndexingNeuron(weight: key.map { 10 * $0 / norm }, bias: -5, key: key)   // w·key + b = 5
         let index = try EditIndex(layer: h.layer, ffnSize: model.config.ffnSize, pooling: .mean, theta: h.theta)
             .adding(EditEntry(editID: "e", prompt: "p", target: "t", expert: r.expert, neuron: neuron))
-        let router = index.makeRouter()
+        let router = index.makeRouter(request: nil)
         let session = model.makeSession(capacity: 16)
         let out = try session.generate(prompt: Array(ids[0..<4]), maxTokens: 3, editor: router)
         #expect(router.decision?.editID == "e")

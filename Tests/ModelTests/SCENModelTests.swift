@@ -36,19 +36,19 @@ struct SCENModelTests {
         #expect(outcome.prefixForwards == 1)
         #expect(editor.prefixForwardCount == 2)
 
-        let router = index.makeRouter()
+        let router = index.makeRouter(request: prompt)
         let target = tokenizer.encode(" George Washington", addBOS: false)
         let answer = try session.generate(prompt: tokenizer.encode(prompt), maxTokens: target.count, editor: router)
         #expect(router.decision?.editID == "e1", "score \(router.bestScore ?? -1)")
         #expect(answer == target, "got '\(tokenizer.decode(answer))'")
 
-        let other = index.makeRouter()
+        let other = index.makeRouter(request: unrelated)
         let after = try session.generate(prompt: tokenizer.encode(unrelated), maxTokens: 6, editor: other)
         #expect(other.decision == nil, "a neuron fired on an unrelated prompt (score \(other.bestScore ?? -1))")
         #expect(after == before)
 
         // Revert: routing stops at once.
-        let reverted = index.removing(editID: "e1").makeRouter()
+        let reverted = index.removing(editID: "e1").makeRouter(request: prompt)
         _ = try session.generate(prompt: tokenizer.encode(prompt), maxTokens: 1, editor: reverted)
         #expect(reverted.decision?.editID != "e1")
         #expect(outcome.entry.byteCount <= 64 * 1024)
@@ -63,7 +63,7 @@ struct SCENModelTests {
         let editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp)
         let prompt = "The first president of the United States was"
         let index = try editor.edit(EditRequest(id: "p", prompt: prompt, target: " George Washington"), index: editor.emptyIndex()).index
-        let router = index.makeRouter()
+        let router = index.makeRouter(request: prompt)
         // Stop ids as the router's inference service uses them.
         let answer = try model.makeSession(capacity: 64).generate(prompt: tokenizer.encode(prompt), maxTokens: 12,
                                                                   stopIDs: [tokenizer.eosID], editor: router)
@@ -124,7 +124,7 @@ struct SCENModelTests {
             index = try editor.edit(EditRequest(id: id, prompt: hp.templated(q), target: t), index: index, traffic: traffic).index
         }
         func routed(_ q: String) throws -> String? {
-            let router = index.makeRouter()
+            let router = index.makeRouter(request: hp.templated(q))
             _ = try model.makeSession(capacity: 64).prefill(tokenizer.encode(hp.templated(q)), editor: router)
             return router.decision?.editID
         }
@@ -137,13 +137,10 @@ struct SCENModelTests {
             #expect(try routed(unrelated) == nil, "an edit fired on '\(unrelated)'")
         }
         // The same relation about another subject, one word apart from an edit, is the hardest
-        // neighbour: with a 30-question reservoir these still fire (README, "Routing": the
-        // same-format fire rate measures how often this happens on real traffic).
+        // neighbour: with a 30-question reservoir the neuron and the key gate may let these through;
+        // the subject gate does not (they do not name the edit's subject).
         for neighbour in ["Who wrote the novel Frankenstein?", "Which planet is closest to Jupiter?"] {
-            let fired = try routed(neighbour)
-            withKnownIssue("same-relation neighbour of an edit", isIntermittent: true) {
-                #expect(fired == nil, "an edit fired on '\(neighbour)'")
-            }
+            #expect(try routed(neighbour) == nil, "an edit fired on '\(neighbour)'")
         }
     }
 

@@ -48,7 +48,7 @@ struct RoutingTableTests {
         #expect(live.activeCount == 1)
         #expect(live.unroutableCount == 2)
 
-        let requestEditor = try #require(live.makeEditor())
+        let requestEditor = try #require(live.makeEditor(prompt: prompt))
         let session = model.makeSession(capacity: 64)
         _ = try session.generate(prompt: tokenizer.encode(prompt, addBOS: true), maxTokens: 1, editor: requestEditor)
         #expect(requestEditor.firedEdit?.id == goodID)

@@ -1,5 +1,5 @@
 // PostgreSQL and the broker restarted under a running pipeline: a stack of its own (scripts/stack
-// with its own folder and ports, the broker's log in S3 on moto_server so that it survives), the
+// with its own folder and ports, the broker's log in S3 on scripts/s3_local.py so that it survives), the
 // built scen-ingest and scen-trainer as their service roles. Nothing accepted may be lost or
 // doubled, and neither service may exit.
 import Foundation
@@ -30,7 +30,7 @@ final class DurableStack {
 
     /// Runs scripts/stack through system(3), which waits for the script's own pid: Foundation's
     /// Process would wait until every descendant closed its inherited descriptors, and the
-    /// broker and moto_server it starts keep running.
+    /// broker and the S3 endpoint it starts keep running.
     private static func script(_ arguments: [String], _ environment: [String: String]) throws {
         // Every value is made by this file (a temporary path, ports, words): nothing to quote.
         let assignments = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

@@ -58,6 +58,9 @@ public struct RephraseMisses: Codable, Sendable {
     public var neuron_silent: Double
     /// The own neuron fired but the key gate turned it away.
     public var gate: Double
+    /// The own neuron fired and its key passed, but the rephrase does not name the edit's subject
+    /// (`SubjectNames`).
+    public var subject: Double
     /// The own edit passed both; another edit answered (higher score or a later correction).
     public var outranked: Double
     /// The own edit was not in the index (held for review or superseded).
@@ -286,9 +289,9 @@ public final class EditEvaluation {
     func evaluate(_ cases: [EditCase], index: EditIndex?, ftWeight: Matrix, sample: Int? = nil) throws -> EvalScores {
         let hp = hyperparameters
         let fixed: FixedEditor? = method == .ft ? FixedEditor(layer: hp.layer, edit: DownProjectionReplacement(weight: ftWeight)) : nil
-        func editor() -> (any DownProjectionEditor)? {
+        func editor(_ request: String) -> (any DownProjectionEditor)? {
             switch method {
-            case .scen: return index!.makeRouter()
+            case .scen: return index!.makeRouter(request: request)
             case .ft: return fixed
             case .none: return nil
             }
@@ -299,7 +302,7 @@ public final class EditEvaluation {
         var rel = 0.0, relEM = 0.0, gen = 0.0, genEM = 0.0, genN = 0, loc = 0.0, locN = 0, missing = 0
         var relAll = 0.0, wins = 0.0, winsN = 0, winsCases = 0, scored = 0
         var fireP = 0, fireOwnP = 0, fireR = 0, fireOwnR = 0, fireL = 0
-        var missSilent = 0, missGate = 0, missOutranked = 0, missAbsent = 0
+        var missSilent = 0, missGate = 0, missSubject = 0, missOutranked = 0, missAbsent = 0
         /// Why the rephrase whose routing `router` decided did not go to edit `id`.
         func countMiss(_ router: SCENRouter, id: String) {
             guard router.decision?.editID != id, let key = router.key else { return }
@@ -307,6 +310,7 @@ public final class EditEvaluation {
             guard let own = idx.entries.firstIndex(where: { $0.editID == id }) else { missAbsent += 1; return }
             if idx.scores(key: key)[own] <= idx.theta { missSilent += 1 }
             else if let g = idx.keyGate, idx.keyCosine(key, idx.entries[own].neuron.key) < g { missGate += 1 }
+            else if !idx.namesSubject(entry: own, in: router.request) { missSubject += 1 }
             else { missOutranked += 1 }
         }
         for (i, c) in cases.enumerated() where drawn?.contains(i) ?? true {
@@ -319,28 +323,28 @@ public final class EditEvaluation {
                 // Superseded by a later correction of the same fact: the latest target must win.
                 let newer = " " + cases[latest[i]].target
                 winsCases += 1
-                relAll += try teacherForced(prompt, target, editor: editor()).accuracy
+                relAll += try teacherForced(prompt, target, editor: editor(prompt)).accuracy
                 for p in [c.prompt] + c.rephrases {
-                    wins += try teacherForced(formatted(p, c.kind), newer, editor: editor()).accuracy
+                    wins += try teacherForced(formatted(p, c.kind), newer, editor: editor(formatted(p, c.kind))).accuracy
                     winsN += 1
                 }
                 continue
             }
             scored += 1
             // Reliability.
-            let ed = editor()
+            let ed = editor(prompt)
             let (acc, _) = try teacherForced(prompt, target, editor: ed)
             rel += acc
             relAll += acc
             if let d = fired(ed) { fireP += 1; if d.editID == c.id { fireOwnP += 1 } }
-            relEM += try exactMatch(prompt, target, editor: editor()) ? 1 : 0
+            relEM += try exactMatch(prompt, target, editor: editor(prompt)) ? 1 : 0
             // Generality.
             for p in c.rephrases {
-                let ed = editor()
+                let ed = editor(formatted(p, c.kind))
                 gen += try teacherForced(formatted(p, c.kind), target, editor: ed).accuracy
                 if let d = fired(ed) { fireR += 1; if d.editID == c.id { fireOwnR += 1 } }
                 if let router = ed as? SCENRouter { countMiss(router, id: c.id) }
-                genEM += try exactMatch(formatted(p, c.kind), target, editor: editor()) ? 1 : 0
+                genEM += try exactMatch(formatted(p, c.kind), target, editor: editor(formatted(p, c.kind))) ? 1 : 0
                 genN += 1
             }
             // Locality (the benchmark's prompts).
@@ -349,7 +353,7 @@ public final class EditEvaluation {
                 baseLocality[i] = try c.localityPrompts.map { try teacherForced($0, " " + c.localityAnswer, editor: nil).argmax }
             }
             for (j, p) in c.localityPrompts.enumerated() {
-                let ed = editor()
+                let ed = editor(p)
                 let got = try teacherForced(p, " " + c.localityAnswer, editor: ed).argmax
                 loc += agreement(got, baseLocality[i]![j])
                 locN += 1
@@ -371,7 +375,7 @@ public final class EditEvaluation {
             }
             let (answer, want) = baseSameFormat[j]!
             guard !want.isEmpty else { continue }
-            let ed = editor()
+            let ed = editor(prompt)
             same += agreement(try teacherForced(prompt, answer, editor: ed).argmax, want)
             sameN += 1
             if fired(ed) != nil { fireS += 1 }
@@ -393,6 +397,7 @@ public final class EditEvaluation {
                           fire_same_format: neighbours ? (locN > 0 ? Double(fireL) / Double(locN) : 0) : (sameN > 0 ? Double(fireS) / Double(sameN) : 0),
                           rephrase_misses: method != .scen || genN == 0 ? nil
                             : RephraseMisses(neuron_silent: Double(missSilent) / Double(genN), gate: Double(missGate) / Double(genN),
+                                             subject: Double(missSubject) / Double(genN),
                                              outranked: Double(missOutranked) / Double(genN), absent: Double(missAbsent) / Double(genN)))
     }
 

@@ -4,7 +4,8 @@
 // request, otherwise the base model answers untouched.
 //
 // Two edits that both fire: the one whose neuron scores highest among those whose stored key also
-// passes the key gate answers; ties go to the later edit (higher position in `entries`). With
+// passes the key gate, and whose subject the request names (`SubjectNames`, when the request's
+// text is given), answers; ties go to the later edit (higher position in `entries`). With
 // `latestWinsCosine`, a later firing edit whose stored key is that close to the winner's (the same
 // fact, corrected again in other words) answers instead. Only one expert is ever applied to a request.
 //
@@ -54,6 +55,9 @@ public struct EditIndex: Sendable {
     /// Latest wins among edits of one fact (see `SCENHyperparameters.latestWinsCosine`; nil: off).
     public private(set) var latestWinsCosine: Float?
     public let latestWinsScope: SCENHyperparameters.LatestWinsScope
+    /// Route only to edits whose subject the request names (`SubjectNames`; requests given with
+    /// their text).
+    public let subjectGate: Bool
     private var keepsGateKeys: Bool { keyGate != nil || latestWinsCosine != nil }
     public private(set) var entries: [EditEntry] = []
     /// Neuron weights stacked [N, F] and biases [N], in `entries` order.
@@ -61,20 +65,22 @@ public struct EditIndex: Sendable {
     private var biases: [Float] = []
     /// Standardised, normalised stored keys [N, F] (only with a key gate).
     private var gateKeys: [Float] = []
+    /// Each entry's subject names, in `entries` order (only with the subject gate).
+    private var subjects: [SubjectNames] = []
 
     public init(layer: Int, ffnSize: Int, pooling: KeyPooling, tokenWeights: TokenWeights? = nil, theta: Float,
                 keyGate: Float? = nil, standardizer: KeyStandardizer? = nil, latestWinsCosine: Float? = nil,
-                latestWinsScope: SCENHyperparameters.LatestWinsScope = .firing) {
+                latestWinsScope: SCENHyperparameters.LatestWinsScope = .firing, subjectGate: Bool = false) {
         precondition(pooling != .weighted || tokenWeights != nil, "a weighted key needs token weights")
         self.layer = layer; self.ffnSize = ffnSize; self.pooling = pooling; self.tokenWeights = tokenWeights; self.theta = theta
         self.keyGate = keyGate; self.standardizer = standardizer; self.latestWinsCosine = latestWinsCosine
-        self.latestWinsScope = latestWinsScope
+        self.latestWinsScope = latestWinsScope; self.subjectGate = subjectGate
     }
 
     public init(hyperparameters hp: SCENHyperparameters, pool: NegativePool, ffnSize: Int) {
         self.init(layer: hp.layer, ffnSize: ffnSize, pooling: hp.keyPooling, tokenWeights: pool.tokenWeights, theta: hp.theta,
                   keyGate: hp.keyGate, standardizer: pool.standardizer, latestWinsCosine: hp.latestWinsCosine,
-                  latestWinsScope: hp.latestWinsScope)
+                  latestWinsScope: hp.latestWinsScope, subjectGate: hp.subjectGate)
     }
 
     /// The routing key this index reads from a prompt's layer-L activations.
@@ -100,6 +106,7 @@ public struct EditIndex: Sendable {
         next.weights += entry.neuron.weight
         next.biases.append(entry.neuron.bias)
         if keepsGateKeys { next.gateKeys += gateKey(entry.neuron.key) }
+        if subjectGate { next.subjects.append(SubjectNames(prompt: entry.prompt)) }
         return next
     }
 
@@ -123,6 +130,7 @@ public struct EditIndex: Sendable {
             next.weights += e.neuron.weight
             next.biases.append(e.neuron.bias)
             if keepsGateKeys { next.gateKeys += gateKey(e.neuron.key) }
+            if subjectGate { next.subjects.append(SubjectNames(prompt: e.prompt)) }
         }
         return next
     }
@@ -166,12 +174,13 @@ public struct EditIndex: Sendable {
         guard entries.contains(where: { !keep($0) }) else { return self }
         var next = EditIndex(layer: layer, ffnSize: ffnSize, pooling: pooling, tokenWeights: tokenWeights, theta: theta,
                              keyGate: keyGate, standardizer: standardizer, latestWinsCosine: latestWinsCosine,
-                             latestWinsScope: latestWinsScope)
+                             latestWinsScope: latestWinsScope, subjectGate: subjectGate)
         for (i, e) in entries.enumerated() where keep(e) {
             next.entries.append(e)
             next.weights += weights[i * ffnSize ..< (i + 1) * ffnSize]
             next.biases.append(biases[i])
             if keepsGateKeys { next.gateKeys += gateKeys[i * ffnSize ..< (i + 1) * ffnSize] }
+            if subjectGate { next.subjects.append(subjects[i]) }
         }
         return next
     }
@@ -209,14 +218,21 @@ public struct EditIndex: Sendable {
 
     public func scores(key: [Float]) -> [Float] { key.withUnsafeBufferPointer { scores(key: $0) } }
 
-    /// The edit to apply for this key, or nil (the base model answers).
-    public func route(key: UnsafeBufferPointer<Float>) -> RoutingDecision? {
-        route(key: key, scores: scores(key: key))
+    /// The edit to apply for this key, or nil (the base model answers). `request`: the words of
+    /// the request's text, for the subject gate (nil: keys only, as for the traffic reservoir).
+    public func route(key: UnsafeBufferPointer<Float>, request: RequestWords? = nil) -> RoutingDecision? {
+        route(key: key, scores: scores(key: key), request: request)
     }
 
-    /// `route(key:)` with the key's `scores(key:)` already computed.
-    public func route(key: UnsafeBufferPointer<Float>, scores s: [Float]) -> RoutingDecision? {
-        var candidates = s.indices.filter { s[$0] > theta }
+    /// Whether entry i's subject is named in `request` (true without the gate or the words).
+    public func namesSubject(entry i: Int, in request: RequestWords?) -> Bool {
+        guard subjectGate, let request else { return true }
+        return subjects[i].named(in: request)
+    }
+
+    /// `route(key:request:)` with the key's `scores(key:)` already computed.
+    public func route(key: UnsafeBufferPointer<Float>, scores s: [Float], request: RequestWords? = nil) -> RoutingDecision? {
+        var candidates = s.indices.filter { s[$0] > theta && namesSubject(entry: $0, in: request) }
         guard !candidates.isEmpty else { return nil }
         candidates.sort { s[$0] != s[$1] ? s[$0] > s[$1] : $0 > $1 }
         var z: [Float] = []
@@ -239,7 +255,7 @@ public struct EditIndex: Sendable {
             case .gated:
                 if z.isEmpty { z = gateKey(Array(key)) }
                 let gate = keyGate ?? -1
-                later = ((b + 1)..<entries.count).filter { gateCosine(z, entry: $0) >= gate }
+                later = ((b + 1)..<entries.count).filter { gateCosine(z, entry: $0) >= gate && namesSubject(entry: $0, in: request) }
             }
             let sameFact = later.filter { storedCosine($0, b) >= same }
             if let latest = sameFact.max() { best = latest }
@@ -259,10 +275,13 @@ public struct EditIndex: Sendable {
         } }
     }
 
-    public func route(key: [Float]) -> RoutingDecision? { key.withUnsafeBufferPointer { route(key: $0) } }
+    public func route(key: [Float], request: RequestWords? = nil) -> RoutingDecision? {
+        key.withUnsafeBufferPointer { route(key: $0, request: request) }
+    }
 
-    /// A per-request editor over this snapshot.
-    public func makeRouter() -> SCENRouter { SCENRouter(index: self) }
+    /// A per-request editor over this snapshot for a request whose text is `request` (nil: route
+    /// on the key alone, without the subject gate).
+    public func makeRouter(request: String?) -> SCENRouter { SCENRouter(index: self, request: request.map(RequestWords.init)) }
 }
 
 /// The per-request `DownProjectionEditor`: consulted once at layer L during prefill, it routes the
@@ -276,15 +295,17 @@ public final class SCENRouter: DownProjectionEditor {
     public private(set) var bestScore: Float?
     /// The routing key of the last prefill (what the traffic reservoir samples).
     public private(set) var key: [Float]?
+    /// The request's words, for the subject gate.
+    public let request: RequestWords?
 
-    public init(index: EditIndex) { self.index = index }
+    public init(index: EditIndex, request: RequestWords?) { self.index = index; self.request = request }
 
     public func selectEdit(for activations: FFNActivations) -> (any DownProjectionEdit)? {
         let k = index.key(activations)
         key = k
         let s = index.scores(key: k)
         bestScore = s.max()
-        decision = k.withUnsafeBufferPointer { index.route(key: $0, scores: s) }
+        decision = k.withUnsafeBufferPointer { index.route(key: $0, scores: s, request: request) }
         return decision.map { index.entries[$0.entryIndex].expert.edit }
     }
 }

@@ -163,7 +163,10 @@ public final class SCENEditor {
             let one = (try? probe.adding(EditEntry(editID: request.id, prompt: request.prompt, target: request.target,
                                                    expert: trained.expert, neuron: n))) ?? probe
             let tf = traffic.keys.filter { one.route(key: $0) != nil }.count
-            let ef = base.entries.filter { one.route(key: $0.neuron.key) != nil }.count
+            // Another edit's question is answered only if it also names this edit's subject.
+            let ef = base.entries.filter { e in
+                one.route(key: e.neuron.key) != nil && one.route(key: e.neuron.key, request: RequestWords(e.prompt)) != nil
+            }.count
             return BlastRadius(trafficFired: tf, trafficMeasured: traffic.keys.count, trafficOwn: traffic.keys.count - foreign.count,
                                editsFired: ef, editsMeasured: base.count)
         }

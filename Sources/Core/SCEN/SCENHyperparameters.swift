@@ -112,6 +112,9 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
     /// With weighted keys, 0.5 → 0.6: zsre-dev T=300 generality 0.836 both, same-format firing
     /// 2.1 % → 1.1 %; counterfact-dev T=400 neighbour firing 14.5 % → 10.5 %, generality 0.515 → 0.481.
     public var keyGate: Float? = 0.6
+    /// Beyond SCEN: an edit answers only requests that name its subject (`SubjectNames`: every
+    /// capitalised word of its prompt but sentence openers occurs in the request's text).
+    public var subjectGate: Bool = true
 
     /// Beyond SCEN: the blast-radius check. Before activation the trainer measures the share of
     /// traffic keys (the router's reservoir) the new edit would answer; above this share it is
@@ -151,7 +154,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         case layer, expertForm, rank, expertSteps, expertLearningRate, expertStopLoss, expertShortlist, expertInitScale, answerEnd, answerEndTokens
         case keyPooling, theta, neuronLoss, latestWinsCosine, latestWinsScope, blastRadiusLimit, blastRadiusMinTraffic, trafficOwnCosine, supersedeCosine, sameFactQuestionCosine
         case neuronSteps, neuronLearningRate, neuronMargin, neuronHardNegatives, neuronPrototypeInit, neuronWeightDecay
-        case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, promptTemplate, seed
+        case neuronBias, standardizeKeys, refineEarlierNeurons, refineMargin, refineSteps, keyGate, subjectGate, promptTemplate, seed
     }
 
     /// Decodes a possibly partial JSON object: missing keys keep their defaults.
@@ -179,6 +182,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try read(.standardizeKeys, &standardizeKeys); try read(.refineEarlierNeurons, &refineEarlierNeurons)
         try read(.refineMargin, &refineMargin); try read(.refineSteps, &refineSteps)
         if c.contains(.keyGate) { keyGate = try c.decodeIfPresent(Float.self, forKey: .keyGate) }
+        try read(.subjectGate, &subjectGate)
         try read(.promptTemplate, &promptTemplate); try read(.seed, &seed)
     }
 
@@ -203,6 +207,7 @@ public struct SCENHyperparameters: Codable, Sendable, Equatable {
         try c.encode(standardizeKeys, forKey: .standardizeKeys); try c.encode(refineEarlierNeurons, forKey: .refineEarlierNeurons)
         try c.encode(refineMargin, forKey: .refineMargin); try c.encode(refineSteps, forKey: .refineSteps)
         if let keyGate { try c.encode(keyGate, forKey: .keyGate) } else { try c.encodeNil(forKey: .keyGate) }
+        try c.encode(subjectGate, forKey: .subjectGate)
         try c.encode(promptTemplate, forKey: .promptTemplate); try c.encode(seed, forKey: .seed)
     }
 
