@@ -342,7 +342,8 @@ def main():
             the fault, or, when there was nothing left to do, a correction published right after
             the fault became a final edit."""
             probe = valid_event(len(probes), run + "-probe")
-            probe["prompt"] = f"Probe {len(probes)}: the mascot of the team from village {len(probes)} is"
+            # Its own numbers: a valid event with the same names would be the same fact to SameFact.
+            probe["prompt"] = f"Probe {len(probes)}: the mascot of the team from village {900_000 + len(probes)} is"
             probes.append(probe["id"])
             threading.Thread(target=publish, args=(stack, [base64.b64encode(json.dumps(probe).encode()).decode()]),
                              daemon=True).start()

@@ -77,6 +77,9 @@ public struct ExpertTrainingResult: Sendable {
     public var expert: Expert
     /// k [F]: the routing key of each sequence's prompt (`KeyPooling`), one per sequence.
     public var keys: [[Float]]
+    /// The last prompt token's row of layer L's down-projection input [F], one per sequence
+    /// (what `SameFact` compares questions by).
+    public var lastPromptRows: [[Float]]
     /// Loss before the first and at the last evaluated step.
     public var initialLoss: Float, finalLoss: Float
     public var steps: Int
@@ -106,6 +109,7 @@ public enum ExpertTrainer {
         let keys = zip(stacks, sequences).map { s, q in
             hp.keyPooling.key(ffnInput: s.ffnInput, tokens: q.tokens, promptCount: q.promptCount, width: f, weights: tokenWeights)
         }
+        let lastPromptRows = zip(stacks, sequences).map { s, q in Array(s.ffnInput[(q.promptCount - 1) * f ..< q.promptCount * f]) }
         // y_base [T, D] of each sequence under w0 (fixed for the low-rank form).
         let yBase = stacks.map { LinearLayer.forward($0.ffnInput, rows: $0.rows, weight: w0, threads: model.threads) }
 
@@ -185,7 +189,7 @@ public enum ExpertTrainer {
             expert = Expert(form: .full, layer: l, a: Matrix(rows: 0, cols: f), b: Matrix(rows: d, cols: f, values: theta),
                             hyperparameters: hp)
         }
-        return ExpertTrainingResult(expert: expert, keys: keys, initialLoss: initial, finalLoss: last, steps: steps,
+        return ExpertTrainingResult(expert: expert, keys: keys, lastPromptRows: lastPromptRows, initialLoss: initial, finalLoss: last, steps: steps,
                                     allTargetsArgmax: allArgmax)
     }
 

@@ -37,10 +37,10 @@ public final class NegativePool: @unchecked Sendable {
         let f = model.config.ffnSize
         var last = [Float](repeating: 0, count: f)
         for (i, p) in prompts.enumerated() {
-            let tokens = tokenizer.encode(p, addBOS: true)
-            let stack = try DownProjectionTrainingStack(model: model, layer: layer, tokens: tokens, targets: [])
-            keys.append(pooling.key(ffnInput: stack.ffnInput, tokens: tokens, promptCount: tokens.count, width: f, weights: weights))
-            for j in 0..<f { last[j] += stack.ffnInput[(tokens.count - 1) * f + j] / Float(prompts.count) }
+            let (key, lastRow) = try Self.read(model: model, tokens: tokenizer.encode(p, addBOS: true), layer: layer, pooling: pooling,
+                                               weights: weights)
+            keys.append(key)
+            for j in 0..<f { last[j] += lastRow[j] / Float(prompts.count) }
             progress?(texts.count + i + 1, texts.count + prompts.count)
         }
         self.keys = keys
@@ -49,10 +49,19 @@ public final class NegativePool: @unchecked Sendable {
         standardizedKeys = keys.map(standardizer.apply)
     }
 
+    /// The routing key of the prompt `tokens` and its last token's row of the down-projection
+    /// input (one frozen prefix forward).
+    static func read(model: GemmaModel, tokens: [Int32], layer: Int, pooling: KeyPooling,
+                     weights: TokenWeights?) throws -> (key: [Float], lastRow: [Float]) {
+        let stack = try DownProjectionTrainingStack(model: model, layer: layer, tokens: tokens, targets: [])
+        let f = model.config.ffnSize, t = tokens.count
+        return (pooling.key(ffnInput: stack.ffnInput, tokens: tokens, promptCount: t, width: f, weights: weights),
+                Array(stack.ffnInput[(t - 1) * f ..< t * f]))
+    }
+
     /// The routing key of the prompt `tokens` (one frozen prefix forward).
     public static func key(model: GemmaModel, tokens: [Int32], layer: Int, pooling: KeyPooling, weights: TokenWeights?) throws -> [Float] {
-        let stack = try DownProjectionTrainingStack(model: model, layer: layer, tokens: tokens, targets: [])
-        return pooling.key(ffnInput: stack.ffnInput, tokens: tokens, promptCount: tokens.count, width: model.config.ffnSize, weights: weights)
+        try read(model: model, tokens: tokens, layer: layer, pooling: pooling, weights: weights).key
     }
 
     /// The routing key of the prompt `tokens`, read the way this pool's keys are.

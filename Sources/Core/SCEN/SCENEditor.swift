@@ -135,7 +135,7 @@ public final class SCENEditor {
         let t2 = DispatchTime.now().uptimeNanoseconds
         let samePrompt = index.entries.filter { $0.prompt == request.prompt || $0.editID == request.id }.map(\.editID)
         let withoutSamePrompt = samePrompt.isEmpty ? index : index.filteringOut(editIDs: Set(samePrompt))
-        let byMeaning = try sameFact(as: request.prompt, key: trained.keys[0], in: withoutSamePrompt)
+        let byMeaning = try sameFact(as: request.prompt, key: trained.keys[0], lastRow: trained.lastPromptRows[0], in: withoutSamePrompt)
         let superseded = samePrompt + byMeaning
         let base = byMeaning.isEmpty ? withoutSamePrompt : withoutSamePrompt.filteringOut(editIDs: Set(byMeaning))
 
@@ -227,17 +227,18 @@ public final class SCENEditor {
 
     /// The active edits of `index` that correct the same fact as `prompt` (key `key`), by
     /// `SameFact`; none when `supersedeCosine` is off or the keys are not `weighted`.
-    func sameFact(as prompt: String, key: [Float], in index: EditIndex) throws -> [String] {
+    /// `lastRow`: the new prompt's last-token row, which stage 1 computed already.
+    func sameFact(as prompt: String, key: [Float], lastRow: [Float], in index: EditIndex) throws -> [String] {
         guard let cut = hyperparameters.supersedeCosine, let weights = pool.tokenWeights else { return [] }
         let cosines = index.keyCosines(key)
-        let words = SameFact.Facets(tokenizer: tokenizer, prompt: prompt)
+        var mine = SameFact.Facets(tokenizer: tokenizer, prompt: prompt)
         let subject = index.entries.indices.filter { cosines[$0] >= cut }.map { index.entries[$0] }
-            .filter { SameFact.sameSubject(words, SameFact.Facets(tokenizer: tokenizer, prompt: $0.prompt), weights: weights) }
+            .filter { SameFact.sameSubject(mine, SameFact.Facets(tokenizer: tokenizer, prompt: $0.prompt), weights: weights) }
         guard !subject.isEmpty else { return [] }
-        let facets = { try SameFact.Facets(model: self.model, tokenizer: self.tokenizer, layer: self.hyperparameters.layer, prompt: $0) }
-        let mine = try facets(prompt)
+        mine.lastRow = lastRow
         return try subject.filter {
-            SameFact.questionCosine(mine, try facets($0.prompt), center: pool.lastTokenMean) >= hyperparameters.sameFactQuestionCosine
+            let theirs = try SameFact.Facets(model: model, tokenizer: tokenizer, layer: hyperparameters.layer, prompt: $0.prompt)
+            return SameFact.questionCosine(mine, theirs, center: pool.lastTokenMean) >= hyperparameters.sameFactQuestionCosine
         }.map(\.editID)
     }
 
