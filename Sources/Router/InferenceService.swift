@@ -1,6 +1,7 @@
-// Runs greedy generation for HTTP requests on dedicated worker threads, each owning one
-// GemmaSession (KV cache + scratch), behind a bounded queue: a request beyond the queue's
-// limit is refused at once (HTTP 429) instead of waiting without bound.
+// Runs generation for HTTP requests on dedicated worker threads, each owning one GemmaSession
+// (KV cache + scratch), behind a bounded queue: a request beyond the queue's limit is refused at
+// once (HTTP 429) instead of waiting without bound. Greedy by default; sampling, stop strings
+// and streaming (text handed out as it settles) on request.
 import Core
 import Foundation
 
@@ -12,6 +13,20 @@ public struct GenerationResult: Sendable {
     /// The edit whose expert was applied, with its indexing-neuron score.
     public var edit: (id: Int64, score: Float)?
     public var seconds: Double
+    /// "stop" (end of turn or a stop string) or "length" (max_tokens or the context).
+    public var finishReason: String
+}
+
+/// How one request is generated.
+public struct GenerationOptions: Sendable {
+    public var maxTokens: Int
+    public var sampling: SamplingParameters
+    /// Generation ends before the first of these strings; it is not part of the text.
+    public var stop: [String]
+
+    public init(maxTokens: Int, sampling: SamplingParameters = .greedy, stop: [String] = []) {
+        self.maxTokens = maxTokens; self.sampling = sampling; self.stop = stop
+    }
 }
 
 enum InferenceError: Error, Sendable {
@@ -55,13 +70,18 @@ public final class InferenceService: @unchecked Sendable {
     /// Requests waiting for a worker right now.
     var queued: Int { lock.withLock { waiting.count } }
 
-    /// Greedy continuation of `prompt` (BOS added), with the edit the editor selects, if any.
+    /// The continuation of `prompt` (BOS added), with the edit the editor selects, if any.
     /// `makeEditor` runs when a worker takes the request, not when it is queued: a request that
-    /// waited through a revert routes on the table as it is when it runs.
-    func generate(prompt: String, maxTokens: Int, makeEditor: @escaping @Sendable () -> (any RequestEditor)?) async throws -> GenerationResult {
+    /// waited through a revert routes on the table as it is when it runs. `onStart` is called
+    /// once the prompt is read (with the edit that fired); `onText` with each piece of text as it
+    /// settles (never half a character, never what may be the start of a stop string), and
+    /// returning false ends generation (the client went away).
+    func generate(prompt: String, options: GenerationOptions, makeEditor: @escaping @Sendable () -> (any RequestEditor)?,
+                  onStart: @escaping @Sendable ((id: Int64, score: Float)?) -> Void = { _ in },
+                  onText: (@Sendable (String) -> Bool)? = nil) async throws -> GenerationResult {
         let ids = tokenizer.encode(prompt, addBOS: true)
         guard ids.count > 1 else { throw InferenceError.emptyPrompt }
-        let maxTokens = min(maxTokens, maxTokensCap)
+        let maxTokens = min(options.maxTokens, maxTokensCap)
         let limit = workers[0].session.capacity - maxTokens - 1
         guard ids.count <= limit else { throw InferenceError.promptTooLong(tokens: ids.count, limit: limit) }
 
@@ -70,11 +90,24 @@ public final class InferenceService: @unchecked Sendable {
         return try await worker.run { session in
             let editor = makeEditor()
             let start = DispatchTime.now().uptimeNanoseconds
-            var out = try session.generate(prompt: ids, maxTokens: maxTokens, stopIDs: self.stopIDs, editor: editor)
-            if let last = out.last, self.stopIDs.contains(last) { out.removeLast() }
+            var text = TextSettler(tokenizer: self.tokenizer, stop: options.stop)
+            var started = false, stopped = false
+            var out = try session.generate(prompt: ids, maxTokens: maxTokens, stopIDs: self.stopIDs, editor: editor,
+                                           sampling: options.sampling) { id in
+                if !started { started = true; onStart(editor?.firedEdit) }
+                if self.stopIDs.contains(id) { return true }
+                let (piece, hitStop) = text.append(id)
+                stopped = hitStop
+                if let onText, !piece.isEmpty, !onText(piece) { return false }
+                return !hitStop
+            }
+            if !started { onStart(editor?.firedEdit) }
+            let ended = out.last.map(self.stopIDs.contains) ?? false
+            if ended { out.removeLast() }
+            if let onText { let rest = text.finish(); if !rest.isEmpty { _ = onText(rest) } }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            return GenerationResult(promptTokens: ids.count, ids: out, text: self.tokenizer.decode(out),
-                                    edit: editor?.firedEdit, seconds: seconds)
+            return GenerationResult(promptTokens: ids.count, ids: out, text: text.text, edit: editor?.firedEdit, seconds: seconds,
+                                    finishReason: ended || stopped ? "stop" : "length")
         }
     }
 
@@ -105,6 +138,47 @@ public final class InferenceService: @unchecked Sendable {
             lock.unlock()
             next(worker)
         }
+    }
+}
+
+/// The text of the tokens generated so far, cut before the first stop string, and how much of it
+/// is settled: a trailing U+FFFD (a character whose bytes are still arriving) and a tail that is
+/// the start of a stop string are held back until the next token decides them.
+struct TextSettler {
+    let tokenizer: GemmaTokenizer
+    let stop: [String]
+    private var ids: [Int32] = []
+    private(set) var text = ""
+    private var handedOut = 0  // characters of `text` already returned
+
+    init(tokenizer: GemmaTokenizer, stop: [String]) {
+        self.tokenizer = tokenizer
+        self.stop = stop.filter { !$0.isEmpty }
+    }
+
+    /// Adds a token; returns the newly settled text and whether a stop string came up.
+    mutating func append(_ id: Int32) -> (String, Bool) {
+        ids.append(id)
+        text = tokenizer.decode(ids)
+        if let cut = stop.compactMap({ text.range(of: $0)?.lowerBound }).min() {
+            text = String(text[..<cut])
+            return (finish(), true)
+        }
+        var settled = text.count
+        if text.hasSuffix("\u{FFFD}") { settled -= 1 }
+        let head = text.prefix(settled)
+        let held = stop.map { s in (1..<max(s.count, 1)).last { head.hasSuffix(s.prefix($0)) } ?? 0 }.max() ?? 0
+        return (take(upTo: settled - held), false)
+    }
+
+    /// Whatever was held back (generation ended).
+    mutating func finish() -> String { take(upTo: text.count) }
+
+    private mutating func take(upTo n: Int) -> String {
+        guard n > handedOut else { return "" }
+        let piece = String(text.dropFirst(handedOut).prefix(n - handedOut))
+        handedOut = n
+        return piece
     }
 }
 

@@ -76,32 +76,115 @@ public func buildRouter(state: RouterState, metrics: RouterMetrics, database: Da
                  body: .init(byteBuffer: .init(string: metrics.render(state: state))))
     }
 
-    router.post("/v1/generate") { request, context -> GenerateResponse in
+    router.post("/v1/generate") { request, context -> Response in
         let body = try await decodeBody(GenerateRequest.self, request, context)
-        let maxTokens = try validatedMaxTokens(body.maxTokens, default: state.defaultMaxTokens)
-        let result = try await generate(state: state, metrics: metrics, prompt: body.prompt, maxTokens: maxTokens)
-        return GenerateResponse(text: result.text, tokens: result.ids.count, promptTokens: result.promptTokens,
-                                edit: result.edit.map { FiredEdit(id: $0.id, score: $0.score) })
+        let options = try body.sampling.options(maxTokens: try validatedMaxTokens(body.maxTokens, default: state.defaultMaxTokens))
+        if body.sampling.stream == true {
+            return try await streamed(state: state, metrics: metrics, prompt: body.prompt, options: options) { event in
+                switch event {
+                case .start(let edit): GenerateChunk(text: "", edit: .some(edit.map(FiredEdit.init)))
+                case .text(let piece): GenerateChunk(text: piece)
+                case .end(let r): GenerateChunk(text: "", tokens: r.ids.count, promptTokens: r.promptTokens, finishReason: r.finishReason)
+                }
+            }
+        }
+        let result = try await generate(state: state, metrics: metrics, prompt: body.prompt, options: options)
+        return try context.responseEncoder.encodeResponse(
+            GenerateResponse(text: result.text, tokens: result.ids.count, promptTokens: result.promptTokens,
+                             edit: result.edit.map(FiredEdit.init), finishReason: result.finishReason), status: .ok)
     }
 
-    router.post("/v1/completions") { request, context -> CompletionResponse in
+    router.post("/v1/completions") { request, context -> Response in
         let body = try await decodeBody(CompletionRequest.self, request, context)
-        if let t = body.temperature, t != 0 {
-            throw HTTPError(.badRequest, message: "only greedy decoding is served: temperature must be 0 (got \(t))")
-        }
         if let n = body.n, n != 1 { throw HTTPError(.badRequest, message: "n must be 1") }
-        if body.stream == true { throw HTTPError(.badRequest, message: "streaming is not supported") }
-        let maxTokens = try validatedMaxTokens(body.maxTokens, default: 16)
-        let result = try await generate(state: state, metrics: metrics, prompt: body.prompt, maxTokens: maxTokens)
-        return CompletionResponse(
-            id: "cmpl-\(UUID().uuidString.lowercased())", created: Int(Date().timeIntervalSince1970),
-            model: body.model ?? state.modelName,
-            choices: [.init(text: result.text, index: 0, finishReason: result.ids.count >= maxTokens ? "length" : "stop")],
+        if body.logprobs != nil { throw HTTPError(.badRequest, message: "logprobs are not offered") }
+        let options = try body.sampling.options(maxTokens: try validatedMaxTokens(body.maxTokens, default: 16))
+        let id = "cmpl-\(UUID().uuidString.lowercased())", created = Int(Date().timeIntervalSince1970)
+        let model = body.model ?? state.modelName
+        if body.sampling.stream == true {
+            return try await streamed(state: state, metrics: metrics, prompt: body.prompt, options: options) { event in
+                switch event {
+                case .start(let edit): CompletionChunk(id: id, created: created, model: model, text: "", scenEdit: edit.map(FiredEdit.init))
+                case .text(let piece): CompletionChunk(id: id, created: created, model: model, text: piece)
+                case .end(let r): CompletionChunk(id: id, created: created, model: model, text: "", finishReason: r.finishReason)
+                }
+            }
+        }
+        let result = try await generate(state: state, metrics: metrics, prompt: body.prompt, options: options)
+        return try context.responseEncoder.encodeResponse(CompletionResponse(
+            id: id, created: created, model: model,
+            choices: [.init(text: result.text, index: 0, finishReason: result.finishReason)],
             usage: .init(promptTokens: result.promptTokens, completionTokens: result.ids.count,
                          totalTokens: result.promptTokens + result.ids.count),
-            scenEdit: result.edit.map { FiredEdit(id: $0.id, score: $0.score) })
+            scenEdit: result.edit.map(FiredEdit.init)), status: .ok)
     }
     return router
+}
+
+extension FiredEdit {
+    init(_ edit: (id: Int64, score: Float)) { self.init(id: edit.id, score: edit.score) }
+}
+
+/// What a stream reports, in order: the prompt was read (with the edit that answers), text as it
+/// settles, the end.
+enum StreamEvent: Sendable {
+    case start((id: Int64, score: Float)?)
+    case text(String)
+    case end(GenerationResult)
+}
+
+/// Set once, read from any thread.
+private final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    var isSet: Bool { lock.withLock { set } }
+    /// Sets it; true the first time.
+    func raise() -> Bool { lock.withLock { defer { set = true }; return !set } }
+}
+
+/// A generation streamed as Server-Sent Events (`data: {json}` per chunk, then `data: [DONE]`).
+/// Errors before the prompt is read (queue full, prompt too long) are HTTP errors as without
+/// streaming; a client that disconnects ends the generation at the next token, freeing the worker.
+private func streamed<Chunk: Encodable>(state: RouterState, metrics: RouterMetrics, prompt: String, options: GenerationOptions,
+                                        chunk: @escaping @Sendable (StreamEvent) -> Chunk) async throws -> Response {
+    let (events, sink) = AsyncStream<StreamEvent>.makeStream()
+    let gone = Flag(), started = Flag()
+    try await withCheckedThrowingContinuation { (ready: CheckedContinuation<Void, any Error>) in
+        Task {
+            do {
+                let result = try await generate(state: state, metrics: metrics, prompt: prompt, options: options,
+                    onStart: { edit in
+                        sink.yield(.start(edit))
+                        if started.raise() { ready.resume() }
+                    },
+                    onText: { piece in
+                        sink.yield(.text(piece))
+                        return !gone.isSet
+                    })
+                sink.yield(.end(result))
+            } catch {
+                if started.raise() { ready.resume(throwing: error) }
+            }
+            sink.finish()
+        }
+    }
+    let encoder = JSONEncoder()
+    return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                    body: ResponseBody { writer in
+        do {
+            for await event in events {
+                var line = ByteBuffer(string: "data: ")
+                line.writeBytes(try encoder.encode(chunk(event)))
+                line.writeString("\n\n")
+                try await writer.write(line)
+            }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        } catch {
+            _ = gone.raise()
+            throw error
+        }
+    })
 }
 
 /// Decodes a JSON body, turning decoding failures into a 400 that says what is wrong.
@@ -131,13 +214,16 @@ private func validatedMaxTokens(_ value: Int?, default fallback: Int) throws -> 
     return v  // capped by the service
 }
 
-private func generate(state: RouterState, metrics: RouterMetrics, prompt: String, maxTokens: Int) async throws -> GenerationResult {
+private func generate(state: RouterState, metrics: RouterMetrics, prompt: String, options: GenerationOptions,
+                      onStart: @escaping @Sendable ((id: Int64, score: Float)?) -> Void = { _ in },
+                      onText: (@Sendable (String) -> Bool)? = nil) async throws -> GenerationResult {
     guard let inference = state.inference, let edits = state.edits else {
         throw HTTPError(.serviceUnavailable, message: "the model is still loading; see /readyz")
     }
     guard !prompt.isEmpty else { throw HTTPError(.badRequest, message: "prompt must not be empty") }
     do {
-        let result = try await inference.generate(prompt: prompt, maxTokens: maxTokens, makeEditor: { edits.makeEditor(prompt: prompt) })
+        let result = try await inference.generate(prompt: prompt, options: options, makeEditor: { edits.makeEditor(prompt: prompt) },
+                                                  onStart: onStart, onText: onText)
         metrics.recordGeneration(result)
         return result
     } catch InferenceError.busy(let queued) {

@@ -70,12 +70,96 @@ struct RouterHTTPTests {
         }
     }
 
-    @Test func nonZeroTemperatureIsRefused() async throws {
+    @Test(arguments: [
+        (#"{"prompt": "Hi", "temperature": 5}"#, "temperature"),
+        (#"{"prompt": "Hi", "top_p": 0}"#, "top_p"),
+        (#"{"prompt": "Hi", "top_k": -1}"#, "top_k"),
+        (#"{"prompt": "Hi", "stop": ["a", "b", "c", "d", "e"]}"#, "stop"),
+        (#"{"prompt": "Hi", "n": 2}"#, "n must be 1"),
+        (#"{"prompt": "Hi", "logprobs": 1}"#, "logprobs"),
+    ])
+    func badSamplingOptionsAreClear400s(body: String, message: String) async throws {
         try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/v1/completions", method: .post,
-                                     body: ByteBuffer(string: #"{"prompt": "Hi", "temperature": 0.7}"#)) { response in
+            try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: body)) { response in
                 #expect(response.status == .badRequest)
+                let error = try #require(try json(response.body)["error"] as? [String: Any])
+                #expect((error["message"] as? String)?.contains(message) == true, "\(error)")
             }
+        }
+    }
+
+    /// Sampling: one seed gives one answer; a stop string ends the answer before it.
+    @Test func samplingIsRepeatableBySeedAndStopStringsEndTheAnswer() async throws {
+        try await makeApp().test(.router) { client in
+            func text(_ body: String) async throws -> (String, String) {
+                try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .ok)
+                    let choice = try #require((try json(response.body)["choices"] as? [[String: Any]])?.first)
+                    return (choice["text"] as? String ?? "?", choice["finish_reason"] as? String ?? "?")
+                }
+            }
+            let sampled = #"{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 1.0, "top_p": 0.95, "top_k": 50, "seed": 42}"#
+            let first = try await text(sampled)
+            #expect(try await text(sampled) == first)
+            let stopped = try await text(#"{"prompt": "The first president of the United States was", "max_tokens": 8, "stop": " Lincoln"}"#)
+            #expect(stopped == (" Abraham", "stop"))
+        }
+    }
+
+    /// Streaming as curl sees it: Server-Sent Events whose texts add up to the unstreamed answer,
+    /// the edit (none here) in the first chunk, the finish reason in the last, then [DONE].
+    @Test func streamingIsServerSentEvents() async throws {
+        try await makeApp().test(.live) { client in
+            let port = try #require(client.port)
+            let prompt = "The first president of the United States was"
+            let whole = try await client.execute(uri: "/v1/generate", method: .post,
+                                                 body: ByteBuffer(string: #"{"prompt": "\#(prompt)", "max_tokens": 6}"#)) {
+                try json($0.body)["text"] as? String
+            }
+            for (path, request) in [("/v1/generate", #"{"prompt": "\#(prompt)", "max_tokens": 6, "stream": true}"#),
+                                    ("/v1/completions", #"{"prompt": "\#(prompt)", "max_tokens": 6, "stream": true}"#)] {
+                let out = try curl(["-sN", "-X", "POST", "-H", "Content-Type: application/json", "--data", request,
+                                    "http://127.0.0.1:\(port)\(path)"])
+                let events = out.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+                #expect(events.allSatisfy { $0.hasPrefix("data: ") }, "\(out)")
+                #expect(events.last == "data: [DONE]")
+                let chunks = try events.dropLast().map { e -> [String: Any] in
+                    try #require(JSONSerialization.jsonObject(with: Data(e.dropFirst(6).utf8)) as? [String: Any])
+                }
+                func text(_ c: [String: Any]) -> String {
+                    (c["text"] as? String) ?? ((c["choices"] as? [[String: Any]])?.first?["text"] as? String) ?? ""
+                }
+                #expect(chunks.map(text).joined() == whole, "\(path): \(out)")
+                if path == "/v1/generate" {
+                    #expect(chunks.first?["edit"] is NSNull, "the first chunk names the edit (none)")
+                    #expect(chunks.last?["finish_reason"] as? String == "length")
+                    #expect(chunks.last?["tokens"] as? Int == 6)
+                } else {
+                    #expect(chunks.first?["object"] as? String == "text_completion")
+                    #expect((chunks.last?["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String == "length")
+                }
+            }
+        }
+    }
+
+    /// A client that goes away mid-stream frees the worker at the next token: with one worker and
+    /// no queue, a 3,000-token stream cut after a second leaves room for the next request long
+    /// before it could have finished.
+    @Test func aDisconnectedStreamFreesItsWorker() async throws {
+        try await makeApp(workers: 1, queueLimit: 0, cap: 3000).test(.live) { client in
+            let port = try #require(client.port)
+            _ = try? curl(["-sN", "--max-time", "1", "-X", "POST", "--data",
+                           #"{"prompt": "Tell me a very long story", "max_tokens": 3000, "stream": true}"#,
+                           "http://127.0.0.1:\(port)/v1/generate"])
+            let deadline = Date().addingTimeInterval(30)
+            var status: HTTPResponse.Status = .tooManyRequests
+            while Date() < deadline {
+                status = try await client.execute(uri: "/v1/generate", method: .post,
+                                                  body: ByteBuffer(string: #"{"prompt": "Hi", "max_tokens": 1}"#)) { $0.status }
+                if status == .ok { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(status == .ok, "the cancelled stream still holds the only worker")
         }
     }
 
@@ -135,4 +219,17 @@ struct RouterHTTPTests {
             }
         }
     }
+}
+
+/// Runs curl (a real HTTP client) and returns what it printed; waits for curl alone.
+func curl(_ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
 }

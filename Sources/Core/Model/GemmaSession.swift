@@ -153,17 +153,21 @@ public final class GemmaSession {
     /// editor, if any), then appends the argmax token until one in `stopIDs` comes up (it is
     /// returned as the last id, as llama.cpp's greedy fixtures do), `maxTokens` are produced or
     /// the cache is full. Returns the new token ids.
+    /// `sampling`: how each token is chosen (greedy by default). `onToken` sees each new id as it
+    /// comes; returning false ends generation there (a client that went away).
     public func generate(prompt: [Int32], maxTokens: Int, stopIDs: Set<Int32> = [],
-                         editor: (any DownProjectionEditor)? = nil) throws -> [Int32] {
+                         editor: (any DownProjectionEditor)? = nil, sampling: SamplingParameters = .greedy,
+                         onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {
         reset()
         var out: [Int32] = []
         guard maxTokens > 0 else { return out }
         out.reserveCapacity(maxTokens)
+        var sampler = TokenSampler(sampling)
         try run(prompt, outputRows: [prompt.count - 1], editor: editor)
         while true {
-            let next = Int32(Kernels.argmax(logits, count: config.vocabSize))
+            let next = sampler.next(UnsafeBufferPointer(start: logits, count: config.vocabSize))
             out.append(next)
-            if stopIDs.contains(next) || out.count >= maxTokens || position >= capacity { break }
+            if !onToken(next) || stopIDs.contains(next) || out.count >= maxTokens || position >= capacity { break }
             try decodeInPlace(next)
         }
         return out
