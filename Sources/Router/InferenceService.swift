@@ -13,6 +13,10 @@ public struct GenerationResult: Sendable {
     /// The edit whose expert was applied, with its indexing-neuron score.
     public var edit: (id: Int64, score: Float)?
     public var seconds: Double
+    /// From the request's arrival (queueing included) to its first token, and the mean time
+    /// between its following tokens (nil with one token).
+    public var firstTokenSeconds: Double
+    public var interTokenSeconds: Double?
     /// "stop" (end of turn or a stop string) or "length" (max_tokens or the context).
     public var finishReason: String
 }
@@ -85,16 +89,18 @@ public final class InferenceService: @unchecked Sendable {
         let limit = workers[0].session.capacity - maxTokens - 1
         guard ids.count <= limit else { throw InferenceError.promptTooLong(tokens: ids.count, limit: limit) }
 
+        let arrived = DispatchTime.now().uptimeNanoseconds
         let worker = try await acquire()
         defer { release(worker) }
         return try await worker.run { session in
             let editor = makeEditor()
             let start = DispatchTime.now().uptimeNanoseconds
+            var firstToken = start
             var text = TextSettler(tokenizer: self.tokenizer, stop: options.stop)
             var started = false, stopped = false
             var out = try session.generate(prompt: ids, maxTokens: maxTokens, stopIDs: self.stopIDs, editor: editor,
                                            sampling: options.sampling) { id in
-                if !started { started = true; onStart(editor?.firedEdit) }
+                if !started { started = true; firstToken = DispatchTime.now().uptimeNanoseconds; onStart(editor?.firedEdit) }
                 if self.stopIDs.contains(id) { return true }
                 let (piece, hitStop) = text.append(id)
                 stopped = hitStop
@@ -105,8 +111,11 @@ public final class InferenceService: @unchecked Sendable {
             let ended = out.last.map(self.stopIDs.contains) ?? false
             if ended { out.removeLast() }
             if let onText { let rest = text.finish(); if !rest.isEmpty { _ = onText(rest) } }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            return GenerationResult(promptTokens: ids.count, ids: out, text: text.text, edit: editor?.firedEdit, seconds: seconds,
+            let end = DispatchTime.now().uptimeNanoseconds
+            let produced = out.count + (ended ? 1 : 0)
+            return GenerationResult(promptTokens: ids.count, ids: out, text: text.text, edit: editor?.firedEdit,
+                                    seconds: Double(end - start) / 1e9, firstTokenSeconds: Double(firstToken - arrived) / 1e9,
+                                    interTokenSeconds: produced > 1 ? Double(end - firstToken) / 1e9 / Double(produced - 1) : nil,
                                     finishReason: ended || stopped ? "stop" : "length")
         }
     }

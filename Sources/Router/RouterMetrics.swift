@@ -1,6 +1,6 @@
 // The router's Prometheus metrics, recorded through swift-metrics into Storage's
 // PrometheusMetricsFactory like the pipeline services': requests by path and status, latency
-// histogram, tokens, expert hit rate, rejections, queued requests and edits loaded. Each
+// histogram, time to first token and between tokens, tokens, expert hit rate, rejections, queued requests and edits loaded. Each
 // router owns its factory (tests run several routers in one process).
 import Foundation
 import Hummingbird
@@ -12,6 +12,8 @@ public final class RouterMetrics: Sendable {
     /// The backend; its registry is what `/metrics` renders.
     public let factory = PrometheusMetricsFactory()
     private let latency: Metrics.Timer
+    private let firstToken: Metrics.Timer
+    private let interToken: Metrics.Timer
     private let generations: Counter
     private let expertHits: Counter
     private let hitRatio: Gauge
@@ -28,6 +30,10 @@ public final class RouterMetrics: Sendable {
         let f = factory
         f.describe(Self.requestsLabel, help: "HTTP requests by path and status.")
         latency = f.timer("scen_router_request_seconds", help: "HTTP request latency.", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        firstToken = f.timer("scen_router_time_to_first_token_seconds", help: "From a generation request's arrival (queueing included) to its first token.",
+                             buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        interToken = f.timer("scen_router_inter_token_seconds", help: "Mean time between a generation's tokens after the first.",
+                             buckets: [0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25, 0.5, 1])
         generations = f.counter("scen_router_generations_total", help: "Completed generations.")
         expertHits = f.counter("scen_router_expert_hits_total", help: "Generations in which an edit's expert was applied.")
         hitRatio = f.gauge("scen_router_expert_hit_ratio", help: "Share of generations in which an expert was applied.")
@@ -49,6 +55,8 @@ public final class RouterMetrics: Sendable {
     func recordGeneration(_ result: GenerationResult) {
         generations.increment()
         tokens.increment(by: result.ids.count)
+        firstToken.recordSeconds(result.firstTokenSeconds)
+        if let t = result.interTokenSeconds { interToken.recordSeconds(t) }
         if result.edit != nil { expertHits.increment() }
     }
 

@@ -211,10 +211,13 @@ struct RouterHTTPTests {
         try await makeApp().test(.router) { client in
             try await client.execute(uri: "/readyz", method: .get) { #expect($0.status == .ok) }
             try await client.execute(uri: "/v1/generate", method: .post, body: ByteBuffer(string: #"{"prompt": "Hi", "max_tokens": 1}"#)) { _ in }
+            try await client.execute(uri: "/v1/generate", method: .post, body: ByteBuffer(string: #"{"prompt": "Hi", "max_tokens": 3}"#)) { _ in }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 let text = String(buffer: response.body)
-                #expect(text.contains(#"scen_router_requests_total{path="/v1/generate",status="200"} 1"#))
+                #expect(text.contains(#"scen_router_requests_total{path="/v1/generate",status="200"} 2"#))
                 #expect(text.contains("scen_router_request_seconds_bucket"))
+                #expect(text.contains("scen_router_time_to_first_token_seconds_count 2"))
+                #expect(text.contains("scen_router_inter_token_seconds_count 1"), "one generation had more than one token")
                 #expect(text.contains("scen_router_edits_loaded 0"))
             }
         }
