@@ -368,9 +368,12 @@ def main():
         # Faults spread over the whole run: each waits until a random share (2–90 %) of the valid
         # events are final edits, then a few seconds more.
         shares = sorted(rng.uniform(0.02, 0.9) for _ in faults)
+        give_up = started + args.timeout
         for fault, share in zip(faults, shares):
-            while (progress() or (0, 0))[1] < share * args.events:
+            while (progress() or (0, 0))[1] < share * args.events and time.time() < give_up:
                 time.sleep(2)
+            if time.time() >= give_up:
+                log(f"no progress to {share:.0%} of the events within --timeout; {fault} comes now")
             time.sleep(rng.uniform(0, 5))
             before = progress()
             at = time.time()

@@ -74,7 +74,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """412/304 for If-Match / If-None-Match against the current object (None: absent)."""
         etag = current[1] if current else None
         want = self.headers.get("If-Match")
-        if want is not None and (etag is None or (want.strip() != "*" and want.strip() != etag)):
+        if want is not None and etag is None:
+            return 404
+        if want is not None and want.strip() != "*" and want.strip() != etag:
             return 412
         none = self.headers.get("If-None-Match")
         if none is not None and etag is not None and (none.strip() == "*" or none.strip() == etag):
@@ -96,6 +98,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.error(404, "NoSuchBucket")
             current = b["objects"].get(key)
             failed = self.precondition(current)
+            if failed == 404:
+                return self.error(404, "NoSuchKey")
             if failed:
                 return self.error(412, "PreconditionFailed")
             source = self.headers.get("x-amz-copy-source")
@@ -146,6 +150,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             failed = self.precondition(current)
         if failed == 304:
             return self.reply(304, headers={"ETag": current[1]})
+        if failed == 404:
+            return self.error(404, "NoSuchKey")
         if failed:
             return self.error(412, "PreconditionFailed")
         data, etag, mtime = current
@@ -154,10 +160,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
             first, _, last = rng[6:].partition("-")
-            if first == "":
-                start, end = max(len(data) - int(last), 0), len(data) - 1
-            else:
-                start, end = int(first), (int(last) if last else len(data) - 1)
+            try:
+                if first == "":
+                    start, end = max(len(data) - int(last), 0), len(data) - 1
+                else:
+                    start, end = int(first), (int(last) if last else len(data) - 1)
+            except ValueError:
+                return self.error(400, "InvalidArgument")
             end = min(end, len(data) - 1)
             if start > end:
                 return self.error(416, "InvalidRange")
@@ -170,7 +179,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in query.items()}
         prefix = q.get("prefix", "")
         after = q.get("continuation-token") or q.get("start-after") or ""
-        limit = min(int(q.get("max-keys", "1000")), 1000)
+        try:
+            limit = max(1, min(int(q.get("max-keys", "1000")), 1000))
+        except ValueError:
+            return self.error(400, "InvalidArgument")
         delimiter = q.get("delimiter", "")
         s = self.store
         cache_key = (bucket, prefix, after, limit, delimiter)
@@ -180,7 +192,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if generation is not None and cached and cached[0] == generation:
             return self.reply(200, cached[1], {"Content-Type": "application/xml"})
         keys = b["keys"]
-        i = bisect.bisect_right(keys, after) if after else bisect.bisect_left(keys, prefix)
+        # A token that is a common prefix ("x/") continues after everything under it.
+        skip = after + "\U0010ffff" if delimiter and after.endswith(delimiter) else after
+        i = bisect.bisect_right(keys, skip) if after else bisect.bisect_left(keys, prefix)
         i = max(i, bisect.bisect_left(keys, prefix))
         contents, prefixes, last, truncated = [], [], None, False
         while i < len(keys) and keys[i].startswith(prefix):
@@ -214,6 +228,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         parts.append("</ListBucketResult>")
         body = "".join(parts).encode()
         if generation is not None:
+            if len(s.pages) > 10_000:  # stale pages of old offsets: start over
+                s.pages.clear()
             s.pages[cache_key] = (generation, body)
         self.reply(200, body, {"Content-Type": "application/xml"})
 

@@ -96,12 +96,14 @@ public final class InferenceService: @unchecked Sendable {
             let editor = makeEditor()
             let start = DispatchTime.now().uptimeNanoseconds
             var firstToken = start
+            // Text is followed token by token only when it is streamed or may hit a stop string.
+            let follow = onText != nil || !options.stop.isEmpty
             var text = TextSettler(tokenizer: self.tokenizer, stop: options.stop)
             var started = false, stopped = false
             var out = try session.generate(prompt: ids, maxTokens: maxTokens, stopIDs: self.stopIDs, editor: editor,
                                            sampling: options.sampling) { id in
                 if !started { started = true; firstToken = DispatchTime.now().uptimeNanoseconds; onStart(editor?.firedEdit) }
-                if self.stopIDs.contains(id) { return true }
+                if self.stopIDs.contains(id) || !follow { return true }
                 let (piece, hitStop) = text.append(id)
                 stopped = hitStop
                 if let onText, !piece.isEmpty, !onText(piece) { return false }
@@ -113,7 +115,8 @@ public final class InferenceService: @unchecked Sendable {
             if let onText { let rest = text.finish(); if !rest.isEmpty { _ = onText(rest) } }
             let end = DispatchTime.now().uptimeNanoseconds
             let produced = out.count + (ended ? 1 : 0)
-            return GenerationResult(promptTokens: ids.count, ids: out, text: text.text, edit: editor?.firedEdit,
+            return GenerationResult(promptTokens: ids.count, ids: out, text: follow ? text.text : self.tokenizer.decode(out),
+                                    edit: editor?.firedEdit,
                                     seconds: Double(end - start) / 1e9, firstTokenSeconds: Double(firstToken - arrived) / 1e9,
                                     interTokenSeconds: produced > 1 ? Double(end - firstToken) / 1e9 / Double(produced - 1) : nil,
                                     finishReason: ended || stopped ? "stop" : "length")
@@ -152,13 +155,15 @@ public final class InferenceService: @unchecked Sendable {
 
 /// The text of the tokens generated so far, cut before the first stop string, and how much of it
 /// is settled: a trailing U+FFFD (a character whose bytes are still arriving) and a tail that is
-/// the start of a stop string are held back until the next token decides them.
+/// the start of a stop string are held back until the next token decides them. Positions count
+/// Unicode scalars, so a token that joins the previous character (a combining mark, "\r" then
+/// "\n") adds its scalars and the pieces always add up to the text.
 struct TextSettler {
     let tokenizer: GemmaTokenizer
     let stop: [String]
     private var ids: [Int32] = []
     private(set) var text = ""
-    private var handedOut = 0  // characters of `text` already returned
+    private var handedOut = 0  // scalars of `text` already returned
 
     init(tokenizer: GemmaTokenizer, stop: [String]) {
         self.tokenizer = tokenizer
@@ -173,21 +178,26 @@ struct TextSettler {
             text = String(text[..<cut])
             return (finish(), true)
         }
-        var settled = text.count
-        if text.hasSuffix("\u{FFFD}") { settled -= 1 }
-        let head = text.prefix(settled)
-        let held = stop.map { s in (1..<max(s.count, 1)).last { head.hasSuffix(s.prefix($0)) } ?? 0 }.max() ?? 0
+        let scalars = Array(text.unicodeScalars)
+        var settled = scalars.count
+        if scalars.last == "\u{FFFD}" { settled -= 1 }
+        let head = scalars[..<settled]
+        let held = stop.map { s -> Int in
+            let p = Array(s.unicodeScalars)
+            return (1..<max(p.count, 1)).last { k in k <= head.count && head.suffix(k).elementsEqual(p.prefix(k)) } ?? 0
+        }.max() ?? 0
         return (take(upTo: settled - held), false)
     }
 
     /// Whatever was held back (generation ended).
-    mutating func finish() -> String { take(upTo: text.count) }
+    mutating func finish() -> String { take(upTo: text.unicodeScalars.count) }
 
     private mutating func take(upTo n: Int) -> String {
         guard n > handedOut else { return "" }
-        let piece = String(text.dropFirst(handedOut).prefix(n - handedOut))
+        var piece = String.UnicodeScalarView()
+        piece.append(contentsOf: text.unicodeScalars.dropFirst(handedOut).prefix(n - handedOut))
         handedOut = n
-        return piece
+        return String(piece)
     }
 }
 

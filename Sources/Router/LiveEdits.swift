@@ -96,12 +96,16 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
 
     /// Makes `active` the routing table.
     private func install(_ active: [StoredEdit]) throws {
-        let table = try builderLock.withLock { try builder.table(of: active) }
-        // One bad row never stops the others from serving (nor freezes the table).
-        for (id, why) in table.unusable where reported.insert(id).inserted {
-            logger.error("active edit cannot be routed; serving without it", metadata: ["edit_id": "\(id)", "reason": "\(why)"])
+        // One install at a time: a table built from older rows never replaces a newer one.
+        let table = try builderLock.withLock {
+            let table = try builder.table(of: active)
+            // One bad row never stops the others from serving (nor freezes the table).
+            for (id, why) in table.unusable where reported.insert(id).inserted {
+                logger.error("active edit cannot be routed; serving without it", metadata: ["edit_id": "\(id)", "reason": "\(why)"])
+            }
+            store.update { _ in table.index }
+            return table
         }
-        store.update { _ in table.index }
         lock.withLock { unroutable = table.unusable.count }
         if table.elsewhere > 0 {
             logger.warning("active edits not routable by this router (other layer or untrained)", metadata: ["skipped": "\(table.elsewhere)"])

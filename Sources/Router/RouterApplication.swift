@@ -85,6 +85,7 @@ public func buildRouter(state: RouterState, metrics: RouterMetrics, database: Da
                 case .start(let edit): GenerateChunk(text: "", edit: .some(edit.map(FiredEdit.init)))
                 case .text(let piece): GenerateChunk(text: piece)
                 case .end(let r): GenerateChunk(text: "", tokens: r.ids.count, promptTokens: r.promptTokens, finishReason: r.finishReason)
+                case .failed: nil
                 }
             }
         }
@@ -107,6 +108,7 @@ public func buildRouter(state: RouterState, metrics: RouterMetrics, database: Da
                 case .start(let edit): CompletionChunk(id: id, created: created, model: model, text: "", scenEdit: edit.map(FiredEdit.init))
                 case .text(let piece): CompletionChunk(id: id, created: created, model: model, text: piece)
                 case .end(let r): CompletionChunk(id: id, created: created, model: model, text: "", finishReason: r.finishReason)
+                case .failed: nil
                 }
             }
         }
@@ -126,11 +128,12 @@ extension FiredEdit {
 }
 
 /// What a stream reports, in order: the prompt was read (with the edit that answers), text as it
-/// settles, the end.
+/// settles, the end (or a failure after the start).
 enum StreamEvent: Sendable {
     case start((id: Int64, score: Float)?)
     case text(String)
     case end(GenerationResult)
+    case failed(String)
 }
 
 /// Set once, read from any thread.
@@ -144,9 +147,10 @@ private final class Flag: @unchecked Sendable {
 
 /// A generation streamed as Server-Sent Events (`data: {json}` per chunk, then `data: [DONE]`).
 /// Errors before the prompt is read (queue full, prompt too long) are HTTP errors as without
-/// streaming; a client that disconnects ends the generation at the next token, freeing the worker.
+/// streaming; one after it ends the stream with `data: {"error": {"message"}}` and no [DONE]. A
+/// client that disconnects ends the generation at the next token, freeing the worker.
 private func streamed<Chunk: Encodable>(state: RouterState, metrics: RouterMetrics, prompt: String, options: GenerationOptions,
-                                        chunk: @escaping @Sendable (StreamEvent) -> Chunk) async throws -> Response {
+                                        chunk: @escaping @Sendable (StreamEvent) -> Chunk?) async throws -> Response {
     let (events, sink) = AsyncStream<StreamEvent>.makeStream()
     let gone = Flag(), started = Flag()
     try await withCheckedThrowingContinuation { (ready: CheckedContinuation<Void, any Error>) in
@@ -163,7 +167,10 @@ private func streamed<Chunk: Encodable>(state: RouterState, metrics: RouterMetri
                     })
                 sink.yield(.end(result))
             } catch {
-                if started.raise() { ready.resume(throwing: error) }
+                if started.raise() { ready.resume(throwing: error) } else {
+                    Logger(label: "scen-router").error("streamed generation failed", metadata: ["error": "\(error)"])
+                    sink.yield(.failed("generation failed: \(error)"))
+                }
             }
             sink.finish()
         }
@@ -174,7 +181,15 @@ private func streamed<Chunk: Encodable>(state: RouterState, metrics: RouterMetri
         do {
             for await event in events {
                 var line = ByteBuffer(string: "data: ")
-                line.writeBytes(try encoder.encode(chunk(event)))
+                if case .failed(let message) = event {
+                    line.writeBytes(try encoder.encode(["error": ["message": message]]))
+                    line.writeString("\n\n")
+                    try await writer.write(line)
+                    try await writer.finish(nil)
+                    return
+                }
+                guard let c = chunk(event) else { continue }
+                line.writeBytes(try encoder.encode(c))
                 line.writeString("\n\n")
                 try await writer.write(line)
             }

@@ -33,10 +33,10 @@ import Core
         #expect(named("who wrote the novel dracula?", "The capital of France is"), "no name: no gate")
     }
 
-    func entry(_ id: String, prompt: String, weight: [Float]) -> EditEntry {
+    func entry(_ id: String, prompt: String, rephrases: [String] = [], weight: [Float]) -> EditEntry {
         var hp = SCENHyperparameters()
         hp.layer = 2
-        return EditEntry(editID: id, prompt: prompt, target: " t",
+        return EditEntry(editID: id, prompt: prompt, target: " t", rephrases: rephrases,
                   expert: Expert(form: .lowRank, layer: 2, a: Matrix(rows: 1, cols: 4), b: Matrix(rows: 3, cols: 1),
                                  hyperparameters: hp),
                   neuron: IndexingNeuron(weight: weight, bias: -1, key: weight))
@@ -58,6 +58,13 @@ import Core
         #expect(gated.route(key: key, request: RequestWords("The twin city of Porto is")) == nil)
         #expect(gated.route(key: key)?.editID == "lyon", "keys only: the higher score")
         #expect(try index(gate: false).route(key: key, request: RequestWords("The twin city of Porto is"))?.editID == "lyon")
+        // A reporter's rephrase is another wording whose names count too (an alias).
+        let us = try EditIndex(layer: 2, ffnSize: 4, pooling: .mean, theta: 0.65, subjectGate: true)
+            .adding(entry("us", prompt: "The first president of the United States was", rephrases: ["The first President of the USA was"],
+                          weight: [9, 0, 0, 0]))
+        #expect(us.route(key: key, request: RequestWords("Who was the first president of the USA?"))?.editID == "us")
+        #expect(us.route(key: key, request: RequestWords("The first president of the united states was"))?.editID == "us")
+        #expect(us.route(key: key, request: RequestWords("The first president of France was")) == nil)
         // The per-request router carries the words.
         let router = gated.makeRouter(request: "The twin city of Porto is")
         #expect(router.request != nil)

@@ -16,13 +16,13 @@ import Testing
     }
     var empty: EditIndex { EditIndex(layer: 2, ffnSize: f, pooling: .mean, theta: 0.65, subjectGate: true) }
 
-    func edit(_ id: Int64, at t: Double, weight: [Float], neuronWidth: Int? = nil) -> StoredEdit {
+    func edit(_ id: Int64, at t: Double, weight: [Float], key: [Float]? = nil, neuronWidth: Int? = nil) -> StoredEdit {
         let date = Date(timeIntervalSince1970: t)
         let record = EditRecord(id: id, eventID: "e\(id)", prompt: "Who founded Company\(id)?", target: " X", rephrases: [], status: .active,
                                 correctedAt: date, createdAt: date, updatedAt: date)
         let expert = StoredExpert(form: .lowRank, layer: 2, a: Matrix(rows: 1, cols: f), b: Matrix(rows: d, cols: 1))
         let w = neuronWidth.map { Array(repeating: Float(1), count: $0) } ?? weight
-        return StoredEdit(record: record, expert: expert, neuron: StoredIndexingNeuron(layer: 2, weights: w, bias: -1, key: w))
+        return StoredEdit(record: record, expert: expert, neuron: StoredIndexingNeuron(layer: 2, weights: w, bias: -1, key: key ?? w))
     }
 
     /// Ids in table order, and the scores of a probe key, from the kept table and from scratch.
@@ -43,8 +43,8 @@ import Testing
         active.append(edit(3, at: 30, weight: [0, 0, 1, 0]))
         try same(builder, active)
         #expect(builder.rebuilds == 0)
-        // A refined neuron is swapped in place.
-        active[0] = edit(1, at: 10, weight: [5, 0, 0, 1])
+        // A refined neuron (new weights, same key) is swapped in place.
+        active[0] = edit(1, at: 10, weight: [5, 0, 0, 1], key: [1, 0, 0, 0])
         try same(builder, active)
         #expect(builder.rebuilds == 0)
         // A revert drops it.

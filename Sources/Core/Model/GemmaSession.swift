@@ -149,12 +149,11 @@ public final class GemmaSession {
         return try body(UnsafeBufferPointer(start: logits + max(0, logitRowCount - 1) * v, count: logitRowCount > 0 ? v : 0))
     }
 
-    /// Greedy generation for one request: resets the session, prefills `prompt` (with the
-    /// editor, if any), then appends the argmax token until one in `stopIDs` comes up (it is
-    /// returned as the last id, as llama.cpp's greedy fixtures do), `maxTokens` are produced or
-    /// the cache is full. Returns the new token ids.
-    /// `sampling`: how each token is chosen (greedy by default). `onToken` sees each new id as it
-    /// comes; returning false ends generation there (a client that went away).
+    /// Generation for one request: resets the session, prefills `prompt` (with the editor, if
+    /// any), then appends the next token (the argmax unless `sampling` says otherwise) until one
+    /// in `stopIDs` comes up (it is returned as the last id, as llama.cpp's greedy fixtures do),
+    /// `maxTokens` are produced or the cache is full. Returns the new token ids. `onToken` sees
+    /// each new id as it comes; returning false ends generation there (a client that went away).
     public func generate(prompt: [Int32], maxTokens: Int, stopIDs: Set<Int32> = [],
                          editor: (any DownProjectionEditor)? = nil, sampling: SamplingParameters = .greedy,
                          onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {

@@ -4,7 +4,8 @@
 //
 // Sampling over all 262,144 logits would sort them for every token. Tokens whose probability
 // is below e⁻²⁰ (2·10⁻⁹) of the most probable one's are left out first: together they hold at
-// most 262,144 · 2·10⁻⁹ ≈ 5·10⁻⁴ of the mass, and what remains is a few hundred candidates.
+// most 262,144 · 2·10⁻⁹ ≈ 5·10⁻⁴ of the mass. What remains is sorted only for top-k and top-p
+// (at temperature 1 a few hundred tokens, at 2 many thousands).
 
 import Foundation
 
@@ -49,14 +50,16 @@ public struct TokenSampler: Sendable {
     /// The next token for these logits [V].
     public mutating func next(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
         let best = Kernels.argmax(logits.baseAddress!, count: logits.count)
-        if parameters.isGreedy { return Int32(best) }
+        if parameters.isGreedy || !logits[best].isFinite { return Int32(best) }
         let t = parameters.temperature
         let floor = logits[best] - 20 * t
         candidates.removeAll(keepingCapacity: true)
         for (i, l) in logits.enumerated() where l >= floor { candidates.append((Int32(i), l)) }
-        candidates.sort { $0.logit != $1.logit ? $0.logit > $1.logit : $0.id < $1.id }
+        if parameters.topK > 0 || parameters.topP < 1 {
+            candidates.sort { $0.logit != $1.logit ? $0.logit > $1.logit : $0.id < $1.id }
+        }
         if parameters.topK > 0 && candidates.count > parameters.topK { candidates.removeLast(candidates.count - parameters.topK) }
-        let top = candidates[0].logit
+        let top = logits[best]
         var weights = candidates.map { expf(($0.logit - top) / t) }
         let total = weights.reduce(0, +)
         if parameters.topP < 1 {

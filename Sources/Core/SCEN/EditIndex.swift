@@ -22,11 +22,23 @@ public struct EditEntry: Sendable {
     /// The prompt exactly as trained (a newer edit of the same prompt supersedes this one).
     public var prompt: String
     public var target: String
+    /// Other wordings the correction came with (trained as positives too; the subject gate
+    /// accepts the names of any wording, so a reporter's rephrase can name an alias).
+    public var rephrases: [String]
     public var expert: Expert
     public var neuron: IndexingNeuron
 
-    public init(editID: String, prompt: String, target: String, expert: Expert, neuron: IndexingNeuron) {
-        self.editID = editID; self.prompt = prompt; self.target = target; self.expert = expert; self.neuron = neuron
+    public init(editID: String, prompt: String, target: String, rephrases: [String] = [], expert: Expert, neuron: IndexingNeuron) {
+        self.editID = editID; self.prompt = prompt; self.target = target; self.rephrases = rephrases
+        self.expert = expert; self.neuron = neuron
+    }
+
+    /// The subject names of each wording (the subject gate's alternatives); a wording without a
+    /// capitalised word ("who founded volvo") counts only when no wording has one.
+    var subjectNames: [SubjectNames] {
+        let all = ([prompt] + rephrases).map(SubjectNames.init(prompt:))
+        let named = all.filter { !$0.isEmpty }
+        return named.isEmpty ? [all[0]] : named
     }
 
     /// Stored bytes (Float32): expert + neuron + keys.
@@ -65,8 +77,8 @@ public struct EditIndex: Sendable {
     private var biases: [Float] = []
     /// Standardised, normalised stored keys [N, F] (only with a key gate).
     private var gateKeys: [Float] = []
-    /// Each entry's subject names, in `entries` order (only with the subject gate).
-    private var subjects: [SubjectNames] = []
+    /// Each entry's subject names, one per wording, in `entries` order (only with the subject gate).
+    private var subjects: [[SubjectNames]] = []
 
     public init(layer: Int, ffnSize: Int, pooling: KeyPooling, tokenWeights: TokenWeights? = nil, theta: Float,
                 keyGate: Float? = nil, standardizer: KeyStandardizer? = nil, latestWinsCosine: Float? = nil,
@@ -106,7 +118,7 @@ public struct EditIndex: Sendable {
         next.weights += entry.neuron.weight
         next.biases.append(entry.neuron.bias)
         if keepsGateKeys { next.gateKeys += gateKey(entry.neuron.key) }
-        if subjectGate { next.subjects.append(SubjectNames(prompt: entry.prompt)) }
+        if subjectGate { next.subjects.append(entry.subjectNames) }
         return next
     }
 
@@ -130,7 +142,7 @@ public struct EditIndex: Sendable {
             next.weights += e.neuron.weight
             next.biases.append(e.neuron.bias)
             if keepsGateKeys { next.gateKeys += gateKey(e.neuron.key) }
-            if subjectGate { next.subjects.append(SubjectNames(prompt: e.prompt)) }
+            if subjectGate { next.subjects.append(e.subjectNames) }
         }
         return next
     }
@@ -227,7 +239,7 @@ public struct EditIndex: Sendable {
     /// Whether entry i's subject is named in `request` (true without the gate or the words).
     public func namesSubject(entry i: Int, in request: RequestWords?) -> Bool {
         guard subjectGate, let request else { return true }
-        return subjects[i].named(in: request)
+        return subjects[i].contains { $0.named(in: request) }
     }
 
     /// `route(key:request:)` with the key's `scores(key:)` already computed.

@@ -160,10 +160,11 @@ public final class SCENEditor {
         // Blast radius before activation; over the limit, one more round of training, then held.
         func radius(_ n: IndexingNeuron) -> BlastRadius {
             let probe = EditIndex(hyperparameters: hp, pool: pool, ffnSize: model.config.ffnSize)
-            let one = (try? probe.adding(EditEntry(editID: request.id, prompt: request.prompt, target: request.target,
+            let one = (try? probe.adding(EditEntry(editID: request.id, prompt: request.prompt, target: request.target, rephrases: request.rephrases,
                                                    expert: trained.expert, neuron: n))) ?? probe
             let tf = traffic.keys.filter { one.route(key: $0) != nil }.count
-            // Another edit's question is answered only if it also names this edit's subject.
+            // Another edit's question is answered only if it also names this edit's subject (its
+            // words are read only for the few keys the neuron fires on).
             let ef = base.entries.filter { e in
                 one.route(key: e.neuron.key) != nil && one.route(key: e.neuron.key, request: RequestWords(e.prompt)) != nil
             }.count
@@ -184,7 +185,8 @@ public final class SCENEditor {
             held = String(format: "blast radius: would answer %d of %d traffic keys (%.1f %%, limit %.1f %%; %d of them this prompt's own wording)",
                           blast.trafficFired, blast.trafficMeasured, 100 * blast.trafficShare, 100 * Double(limit), blast.trafficOwn)
         }
-        let entry = EditEntry(editID: request.id, prompt: request.prompt, target: request.target, expert: trained.expert, neuron: neuron)
+        let entry = EditEntry(editID: request.id, prompt: request.prompt, target: request.target, rephrases: request.rephrases,
+                              expert: trained.expert, neuron: neuron)
 
         // Beyond SCEN: earlier neurons that (nearly) fire on the new keys, or on traffic keys not
         // checked before, learn them as negatives.

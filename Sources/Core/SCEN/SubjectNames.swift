@@ -19,8 +19,12 @@
 // 1.2 % of counterfact-dev's neighbourhood prompts name their edit's subject, and none of 200,000
 // random pairs of a zsre-dev prompt and a zsre-scale question.
 //
-// What it costs: a request that calls the subject something else (an alias, a pronoun, a
-// misspelling) does not reach the edit.
+// A correction's other wordings (the reporter's rephrases) are alternatives: a request that names
+// the subject as any of them does ("The first President of the USA was" for "… of the United
+// States …").
+//
+// What it costs: a request that calls the subject something else (an alias no wording used, a
+// pronoun, a misspelling) does not reach the edit.
 
 import Foundation
 

@@ -39,8 +39,11 @@ public final class RoutingTableBuilder {
     }
 
     /// The table of `active` (every active edit; order does not matter): oldest correction first,
-    /// so that of two edits of one prompt the latest wins.
+    /// so that of two edits of one prompt the latest wins. (The database keeps one active edit
+    /// per prompt, so removing an edit never has to bring back an older one of its prompt.)
+    /// Nothing is kept when it throws: the next call starts from the last good table.
     public func table(of active: [StoredEdit]) throws -> Table {
+        var known = self.known, latest = self.latest
         var removed = Set(known.keys)
         var fresh: [StoredEdit] = []
         var refined: [String: IndexingNeuron] = [:]
@@ -52,8 +55,9 @@ public final class RoutingTableBuilder {
             if old.edit == edit { continue }
             let now = edit.routability(hyperparameters: hyperparameters, ffnSize: ffnSize, hiddenSize: hiddenSize)
             switch (old.routability, now) {
-            case (.routable(let a), .routable(let b)) where a.prompt == b.prompt && a.expert.a == b.expert.a && a.expert.b == b.expert.b:
-                refined[a.editID] = b.neuron
+            case (.routable(let a), .routable(let b)) where a.prompt == b.prompt && a.rephrases == b.rephrases
+                && a.neuron.key == b.neuron.key && a.expert.a == b.expert.a && a.expert.b == b.expert.b:
+                refined[a.editID] = b.neuron  // refinement: new weights and bias, same key
             case (.elsewhere, .elsewhere), (.unusable, .unusable):
                 break
             default:
@@ -72,18 +76,19 @@ public final class RoutingTableBuilder {
             latest = edit.record
             added.append(entry)
         }
+        var next = table
         if rebuild {
-            rebuilds += 1
             let ordered = known.values.sorted { $1.edit.record.isLater(than: $0.edit.record) }
-            let entries = ordered.compactMap(\.routability.entry)
-            table.index = try empty.adding(contentsOf: entries)
+            next.index = try empty.adding(contentsOf: ordered.compactMap(\.routability.entry))
             latest = ordered.last { $0.routability.entry != nil }?.edit.record
+            rebuilds += 1
         } else {
             let gone = Set(removed.map(String.init))
-            table.index = try table.index.filteringOut(editIDs: gone).replacingNeurons(refined).adding(contentsOf: added)
+            next.index = try table.index.filteringOut(editIDs: gone).replacingNeurons(refined).adding(contentsOf: added)
         }
-        table.elsewhere = known.values.filter { if case .elsewhere = $0.routability { true } else { false } }.count
-        table.unusable = known.compactMap { id, k in k.routability.problem.map { (id, $0) } }.sorted { $0.editID < $1.editID }
-        return table
+        next.elsewhere = known.values.filter { if case .elsewhere = $0.routability { true } else { false } }.count
+        next.unusable = known.compactMap { id, k in k.routability.problem.map { (id, $0) } }.sorted { $0.editID < $1.editID }
+        (self.known, self.latest, table) = (known, latest, next)
+        return next
     }
 }

@@ -59,7 +59,7 @@ extension StoredEdit {
                 return .unusable("expert W' \(expert.b.rows)×\(expert.b.cols) does not fit D \(d) × F \(f)")
             }
         }
-        return .routable(EditEntry(editID: String(record.id), prompt: record.prompt, target: record.target,
+        return .routable(EditEntry(editID: String(record.id), prompt: record.prompt, target: record.target, rephrases: record.rephrases,
                                    expert: expert.expert(hyperparameters: hp), neuron: neuron.indexingNeuron))
     }
 }
