@@ -56,6 +56,8 @@ public enum SameFact {
     public struct Words: Sendable, Equatable {
         public var proper: Set<String> = []
         public var initial: Set<String> = []
+        /// Every word, lowercased (what `RequestWords` matches names against).
+        public var all: Set<String> = []
 
         public init(_ text: String) {
             var word = "", opensSentence = true, wordOpens = true
@@ -64,7 +66,7 @@ public enum SameFact {
                     proper.insert(word)
                     if wordOpens { initial.insert(word) }
                 }
-                if !word.isEmpty { opensSentence = false }
+                if !word.isEmpty { opensSentence = false; all.insert(word.lowercased()) }
                 word = ""
             }
             for c in text {

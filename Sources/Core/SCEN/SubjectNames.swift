@@ -57,11 +57,7 @@ public struct RequestWords: Sendable {
     private let stems: Set<String>
 
     public init(_ text: String) {
-        var words = Set<String>(), word = ""
-        for c in text {
-            if c.isLetter || c.isNumber { word.append(c) } else if !word.isEmpty { words.insert(word.lowercased()); word = "" }
-        }
-        if !word.isEmpty { words.insert(word.lowercased()) }
+        let words = SameFact.Words(text).all
         self.words = words
         // Each word with its last one or two letters dropped, for names it extends.
         var stems = Set<String>()
