@@ -36,8 +36,11 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
 
+        // Products on GGUF's quantised blocks: portable C, AVX2, AVX-512 and AVX-512 VNNI paths in
+        // one library, chosen at run time from CPUID (each file sets its own target features).
+        .target(name: "CQuantKernels"),
         // Pure computation: GGUF, tokenizer, Gemma 3 forward/backward, SCEN.
-        .target(name: "Core", dependencies: ["COpenBLAS"], swiftSettings: fastMath),
+        .target(name: "Core", dependencies: ["COpenBLAS", "CQuantKernels"], swiftSettings: fastMath),
         // Durable I/O: the libpq and librdkafka owners, repositories, migrations, the event format.
         .target(
             name: "Storage",

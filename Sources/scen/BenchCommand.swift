@@ -52,6 +52,7 @@ struct GenerateBench: ParsableCommand {
             "decode_tok_s": (result.decodeTokensPerSecond * 10).rounded() / 10,
             "decode_tokens": result.decodeTokens,
             "peak_rss_mb": peakResidentMegabytes(),
+            "kernels": QuantizedKernels.current.description,
         ]
         print(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
     }

@@ -42,14 +42,16 @@ private func logitTolerance(_ numerics: GemmaNumerics) -> Float {
 
 /// The acceptance criterion: greedy 16-token continuations equal llama.cpp's on ≥ 80 % of the
 /// fixture prompts. `.llamaCppCompatible` meets it with every prompt (27/27), as a bit-exact
-/// reproduction must. `.float32` (the fast default) measures 19/27: this model is chaotic at
-/// the bit level, so continuations part at near-ties; llama.cpp itself keeps only 17/27 when its
-/// Q4_K weights are not repacked, 18/27 with flash attention, 16/27 with an F32 KV cache, 21/27
-/// when the prompt is fed one token at a time (tools/llama_self_agreement.py). Its floor guards
-/// against regressions.
+/// reproduction must. `.float32` (the fast default) measures 17/27 (19/27 before decode steps
+/// rounded their activations to Q8 blocks for the quantised kernels, as llama.cpp does): this
+/// model is chaotic at the bit level, so continuations part at near-ties (every parting here is
+/// at a llama.cpp top-2 margin below 0.27, which the test checks per prompt); llama.cpp itself
+/// keeps only 17/27 when its Q4_K weights are not repacked, 18/27 with flash attention, 16/27
+/// with an F32 KV cache, 21/27 when the prompt is fed one token at a time
+/// (tools/llama_self_agreement.py). Its floor guards against regressions.
 private let greedyAcceptance = 0.80
 private func greedyFloor(_ numerics: GemmaNumerics) -> Double {
-    numerics == .llamaCppCompatible ? 1.0 : 0.65
+    numerics == .llamaCppCompatible ? 1.0 : 17.0 / 27
 }
 
 @Suite(.enabled(if: ModelTestEnvironment.enabled), .serialized)
@@ -115,7 +117,7 @@ struct GemmaForwardTests {
         if numerics == .llamaCppCompatible {
             #expect(ratio >= greedyAcceptance)
         } else {
-            withKnownIssue("the fast default numerics part from llama.cpp at near-ties (19/27, as llama.cpp does from itself)") {
+            withKnownIssue("the fast default numerics part from llama.cpp at near-ties (17/27, as llama.cpp does from itself)") {
                 #expect(ratio >= greedyAcceptance)
             }
         }
@@ -163,10 +165,12 @@ struct GemmaForwardTests {
         }
     }
 
-    /// Decoding token by token gives the logits of a full prefill (real model, KV cache), up to
-    /// f32 summation order (sgemm for the prefill, the int8 matrix-vector kernels for decode).
-    /// Not asked of `.llamaCppCompatible`: llama.cpp itself takes other kernels for one row than
-    /// for a batch, and its logits differ by up to 1.6 between the two.
+    /// Decoding token by token gives the logits of a full prefill (real model, KV cache) up to
+    /// the decode kernels' activation rounding: a prompt multiplies Float32 activations with the
+    /// stored weights (sgemm), a decode step rounds them to Q8_0 / Q8_K blocks first, as
+    /// llama.cpp does for every product, so the two part by about as much as llama.cpp's own
+    /// batch and single-row kernels do (up to 1.6). Same top token, and within the logit
+    /// tolerance `.float32` keeps against llama.cpp. Not asked of `.llamaCppCompatible`.
     @Test(arguments: [GemmaNumerics.float32])
     func decodeMatchesPrefill(numerics: GemmaNumerics) throws {
         let model = try ModelTestEnvironment.model.get()
@@ -179,10 +183,14 @@ struct GemmaForwardTests {
         let atPrompt = try session.prefill(Array(ids[0...8]))
         var last = atPrompt
         for id in ids[9...] { last = try session.decode(id) }
-        var worst: Float = 0
-        for (a, b) in [(atPrompt, full[0]), (last, full[1])] {
-            for i in a.indices { worst = max(worst, abs(a[i] - b[i])) }
-        }
-        #expect(worst < 2e-3, "decode vs prefill (\(numerics)): \(worst)")
+        var prompt: Float = 0, worst: Float = 0, sum: Float = 0
+        for i in last.indices { worst = max(worst, abs(last[i] - full[1][i])); sum += abs(last[i] - full[1][i]) }
+        for i in atPrompt.indices { prompt = max(prompt, abs(atPrompt[i] - full[0][i])) }
+        // Prompts of 9 and 12 tokens take different sgemm kernels: Float32 summation order only.
+        #expect(prompt < 2e-3, "prefill of 9 vs 12 tokens (\(numerics)): \(prompt)")
+        func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] }! }
+        print("GemmaForwardTests: decode vs prefill (\(numerics)): max |Δlogit| \(worst), mean \(sum / Float(last.count))")
+        #expect(argmax(last) == argmax(full[1]))
+        #expect(worst < logitTolerance(numerics), "decode vs prefill (\(numerics)): \(worst)")
     }
 }

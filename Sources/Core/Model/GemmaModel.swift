@@ -134,28 +134,90 @@ public struct GemmaBlockWeights: Sendable {
     public func upWeight(_ c: GemmaConfig) -> Matrix { gateUp.rows(c.ffnSize ..< 2 * c.ffnSize) }
 }
 
-/// A block's matrices in their GGUF quantisation (Int8BlockMatrix), for one-token decoding and
-/// every product in llama.cpp numerics; nil where a type is not supported (the Float32 matrix
-/// is used instead).
-struct QuantizedBlockWeights: Sendable {
+/// A block's matrices in their GGUF quantisation as `Int8BlockMatrix` copies, for the products
+/// of `.llamaCppCompatible` numerics; nil where a type is not supported (the Float32 matrix is
+/// used instead).
+struct Int8BlockWeights: Sendable {
     let qkv: Int8BlockMatrix?
     let attentionOutput: Int8BlockMatrix?
     let gateUp: Int8BlockMatrix?
     let down: Int8BlockMatrix?
 
     init(file: GGUFFile, layer i: Int, config c: GemmaConfig) throws {
-        let d = c.hiddenSize, e = c.headDim, f = c.ffnSize
-        let qRows = c.headCount * e, kvRows = c.kvHeadCount * e
         let w = WeightReader(file: file, prefix: "blk.\(i).")
-        func part(_ name: String, _ rows: Int, _ cols: Int) throws -> (type: GGMLType, rows: Int, data: UnsafeRawPointer) {
-            let t = try w.info(name, [cols, rows])
-            return (t.type, rows, file.rawBytes(of: t).baseAddress!)
+        func stack(_ names: [(String, Int)], cols: Int) throws -> Int8BlockMatrix? {
+            Int8BlockMatrix(stacking: try names.map { try w.part($0.0, rows: $0.1, cols: cols) }, cols: cols)
         }
-        qkv = Int8BlockMatrix(stacking: [try part("attn_q", qRows, d), try part("attn_k", kvRows, d),
-                                         try part("attn_v", kvRows, d)], cols: d)
-        attentionOutput = Int8BlockMatrix(stacking: [try part("attn_output", d, qRows)], cols: qRows)
-        gateUp = Int8BlockMatrix(stacking: [try part("ffn_gate", f, d), try part("ffn_up", f, d)], cols: d)
-        down = Int8BlockMatrix(stacking: [try part("ffn_down", d, f)], cols: f)
+        let d = c.hiddenSize, e = c.headDim, f = c.ffnSize, qRows = c.headCount * e, kvRows = c.kvHeadCount * e
+        qkv = try stack([("attn_q", qRows), ("attn_k", kvRows), ("attn_v", kvRows)], cols: d)
+        attentionOutput = try stack([("attn_output", d)], cols: qRows)
+        gateUp = try stack([("ffn_gate", f), ("ffn_up", f)], cols: d)
+        down = try stack([("ffn_down", d)], cols: f)
+    }
+}
+
+/// What the forward pass reads of one block: the norm weights, and the matrices in the file's
+/// own quantised blocks (nil for in-memory models and unsupported types: then the dense
+/// `GemmaBlockWeights` are used).
+struct ForwardBlock: Sendable {
+    let attentionNorm, queryNorm, keyNorm, postAttentionNorm, ffnNorm, postFFNNorm: [Float]
+    let qkv, attentionOutput, gateUp, down: QuantizedMatrix?
+    let types: GemmaBlockTypes
+
+    init(dense b: GemmaBlockWeights) {
+        attentionNorm = b.attentionNorm; queryNorm = b.queryNorm; keyNorm = b.keyNorm
+        postAttentionNorm = b.postAttentionNorm; ffnNorm = b.ffnNorm; postFFNNorm = b.postFFNNorm
+        qkv = nil; attentionOutput = nil; gateUp = nil; down = nil
+        types = b.types
+    }
+
+    init(file: GGUFFile, layer i: Int, config c: GemmaConfig) throws {
+        let d = c.hiddenSize, e = c.headDim, f = c.ffnSize, qRows = c.headCount * e, kvRows = c.kvHeadCount * e
+        let w = WeightReader(file: file, prefix: "blk.\(i).")
+        func stack(_ names: [(String, Int)], cols: Int) throws -> QuantizedMatrix? {
+            QuantizedMatrix(stacking: try names.map { try w.part($0.0, rows: $0.1, cols: cols) }, cols: cols, owner: file)
+        }
+        attentionNorm = try w.vector("attn_norm", d)
+        queryNorm = try w.vector("attn_q_norm", e)
+        keyNorm = try w.vector("attn_k_norm", e)
+        postAttentionNorm = try w.vector("post_attention_norm", d)
+        ffnNorm = try w.vector("ffn_norm", d)
+        postFFNNorm = try w.vector("post_ffw_norm", d)
+        qkv = try stack([("attn_q", qRows), ("attn_k", kvRows), ("attn_v", kvRows)], cols: d)
+        attentionOutput = try stack([("attn_output", d)], cols: qRows)
+        gateUp = try stack([("ffn_gate", f), ("ffn_up", f)], cols: d)
+        down = try stack([("ffn_down", d)], cols: f)
+        types = GemmaBlockTypes(
+            query: try w.info("attn_q", [d, qRows]).type, key: try w.info("attn_k", [d, kvRows]).type,
+            value: try w.info("attn_v", [d, kvRows]).type, attentionOutput: try w.info("attn_output", [qRows, d]).type,
+            gate: try w.info("ffn_gate", [d, f]).type, up: try w.info("ffn_up", [d, f]).type,
+            down: try w.info("ffn_down", [f, d]).type)
+    }
+}
+
+/// A value computed on first use (under a lock) and kept.
+final class Lazy<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value?
+    private let make: @Sendable () -> Value
+
+    init(_ make: @escaping @Sendable () -> Value) { self.make = make }
+    init(value: Value) { stored = value; make = { value } }
+
+    var value: Value {
+        lock.lock()
+        defer { lock.unlock() }
+        if let stored { return stored }
+        let v = make()
+        stored = v
+        return v
+    }
+
+    /// Whether `value` has been computed.
+    var isLoaded: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored != nil
     }
 }
 
@@ -174,6 +236,14 @@ private struct WeightReader {
         return t
     }
 
+    /// A [rows, cols] matrix's raw bytes, checked to lie in the file and to be dequantisable.
+    func part(_ name: String, rows: Int, cols: Int) throws -> (type: GGMLType, rows: Int, data: UnsafeRawPointer) {
+        let t = try info(name, [cols, rows])
+        guard let start = file.checkedDataStart(of: t) else { throw GGUFError.tensorOutOfBounds(name: t.name) }
+        guard Dequantizer.kernel(for: t.type) != nil else { throw GGUFError.unsupportedQuantization(t.type) }
+        return (t.type, rows, start)
+    }
+
     /// A [n] vector.
     func vector(_ name: String, _ n: Int) throws -> [Float] {
         try file.dequantize(info(name, [n]))
@@ -189,51 +259,84 @@ private struct WeightReader {
 /// `GemmaSession` per concurrent request.
 public final class GemmaModel: Sendable {
     public let config: GemmaConfig
-    /// token_embd: [V, D] in Float16; the input embedding (× √D) and the tied output matrix.
-    public let embedding: HalfMatrix
     /// output_norm: [D], the final RMSNorm.
     public let outputNorm: [Float]
-    /// blk.0 … blk.N-1.
-    public let blocks: [GemmaBlockWeights]
-    /// Threads for prefill matrix products and the output logits (OpenBLAS itself is set to
-    /// one thread: see `BLAS.linear`).
+    /// Threads for matrix products and the output logits (OpenBLAS itself is set to one
+    /// thread: see `BLAS.linear`).
     public let threads: Int
     /// The default numerics of this model's sessions (`GemmaSession.numerics` can override).
     public let numerics: GemmaNumerics
     /// The GGUF type of token_embd (`.f16` for in-memory models).
     public let embeddingType: GGMLType
-    /// token_embd in its GGUF quantisation, when `Int8BlockMatrix` supports it (Q8_0): exact
-    /// embedding rows and llama.cpp's logits in `.llamaCppCompatible` numerics.
-    let quantizedEmbedding: Int8BlockMatrix?
-    /// The block matrices in their GGUF quantisation (one-token decode, `.llamaCppCompatible`);
-    /// empty for in-memory models.
-    let quantizedBlocks: [QuantizedBlockWeights]
+    /// What the forward pass reads per block (norms; quantised matrices for file models).
+    let forwardBlocks: [ForwardBlock]
+    /// token_embd in the file's own blocks (file models with a supported type): input rows and
+    /// the tied output projection, read from the memory map.
+    let tiedEmbedding: QuantizedMatrix?
+    /// Float32 block weights: given (in-memory models) or dequantised on first use (training,
+    /// unsupported types).
+    private let denseBlocks: Lazy<[GemmaBlockWeights]>
+    /// token_embd in Float16: given, or made on first use (the SCEN backward pass).
+    private let halfEmbedding: Lazy<HalfMatrix>
+    /// `.llamaCppCompatible` numerics' `Int8BlockMatrix` copies, made on first use.
+    private let int8Weights: Lazy<(blocks: [Int8BlockWeights], embedding: Int8BlockMatrix?)>
 
-    /// Loads and dequantises every weight of a Gemma 3 GGUF file (the file is not retained).
-    /// `progress` receives (stage, fraction done) as blocks are decoded.
+    /// blk.0 … blk.N-1 in Float32 (for file models dequantised on first use: ≈ 400 MB).
+    public var blocks: [GemmaBlockWeights] { denseBlocks.value }
+    /// token_embd: [V, D] in Float16 (for file models made on first use: ≈ 335 MB); the
+    /// training passes' input embedding and tied output matrix.
+    public var embedding: HalfMatrix { halfEmbedding.value }
+    /// Whether the dense Float32 block weights are in memory (then prompts use them directly).
+    var hasDenseBlocks: Bool { denseBlocks.isLoaded }
+    /// The block matrices as `Int8BlockMatrix` (`.llamaCppCompatible`); empty for in-memory models.
+    var quantizedBlocks: [Int8BlockWeights] { int8Weights.value.blocks }
+    /// token_embd as `Int8BlockMatrix` when supported (`.llamaCppCompatible`).
+    var quantizedEmbedding: Int8BlockMatrix? { int8Weights.value.embedding }
+
+    /// Maps nothing into memory but the file: the matrices stay in the file's quantised blocks
+    /// (read through its memory map, which the model keeps); Float32 and Float16 copies for
+    /// training and the `.llamaCppCompatible` copies are made on first use. `progress`
+    /// receives (stage, fraction done).
     public init(file: GGUFFile, threads: Int = 2, numerics: GemmaNumerics = .float32,
                 progress: ((String, Double) -> Void)? = nil) throws {
         let c = try GemmaConfig(file: file)
         let top = WeightReader(file: file, prefix: "")
         progress?("token_embd", 0)
         let embd = try top.info("token_embd", [c.hiddenSize, c.vocabSize])
-        embedding = HalfMatrix(rows: c.vocabSize, cols: c.hiddenSize, values: try file.dequantizeF16(embd))
+        let embdPart = try top.part("token_embd", rows: c.vocabSize, cols: c.hiddenSize)
         embeddingType = embd.type
-        quantizedEmbedding = Int8BlockMatrix(type: embd.type, rows: c.vocabSize, cols: c.hiddenSize,
-                                             data: file.rawBytes(of: embd).baseAddress!)
+        tiedEmbedding = QuantizedMatrix(stacking: [embdPart], cols: c.hiddenSize, owner: file)
         outputNorm = try top.vector("output_norm", c.hiddenSize)
-        var blocks: [GemmaBlockWeights] = []
-        var quantized: [QuantizedBlockWeights] = []
-        blocks.reserveCapacity(c.blockCount)
+        var forward: [ForwardBlock] = []
         for i in 0..<c.blockCount {
-            progress?("blk.\(i)", 0.3 + 0.7 * Double(i) / Double(c.blockCount))
-            blocks.append(try GemmaBlockWeights(file: file, layer: i, config: c))
-            quantized.append(try QuantizedBlockWeights(file: file, layer: i, config: c))
+            progress?("blk.\(i)", Double(i) / Double(c.blockCount))
+            forward.append(try ForwardBlock(file: file, layer: i, config: c))
         }
         progress?("done", 1)
         config = c
-        self.blocks = blocks
-        quantizedBlocks = quantized
+        forwardBlocks = forward
+        // Shapes, bounds and types were checked above, so these cannot fail on this file.
+        denseBlocks = Lazy {
+            (0..<c.blockCount).map { i in
+                do { return try GemmaBlockWeights(file: file, layer: i, config: c) } catch {
+                    preconditionFailure("GemmaModel: block \(i) of a checked file failed to dequantise: \(error)")
+                }
+            }
+        }
+        halfEmbedding = Lazy {
+            do { return HalfMatrix(rows: c.vocabSize, cols: c.hiddenSize, values: try file.dequantizeF16(embd)) } catch {
+                preconditionFailure("GemmaModel: token_embd of a checked file failed to dequantise: \(error)")
+            }
+        }
+        let embdType = embdPart.type, embdData = SendableRawPointer(embdPart.data)
+        int8Weights = Lazy {
+            do {
+                let blocks = try (0..<c.blockCount).map { try Int8BlockWeights(file: file, layer: $0, config: c) }
+                return (blocks, Int8BlockMatrix(type: embdType, rows: c.vocabSize, cols: c.hiddenSize, data: embdData.pointer))
+            } catch {
+                preconditionFailure("GemmaModel: the int8 copies of a checked file failed: \(error)")
+            }
+        }
         self.numerics = numerics
         self.threads = max(1, threads)
         // Core splits work over threads itself; OpenBLAS runs single-threaded inside each part.
@@ -250,14 +353,15 @@ public final class GemmaModel: Sendable {
               outputNorm.count == config.hiddenSize, blocks.count == config.blockCount
         else { throw GemmaError.badConfig("weights do not match the config") }
         self.config = config
-        self.embedding = embedding
+        halfEmbedding = Lazy(value: embedding)
         self.outputNorm = outputNorm
-        self.blocks = blocks
+        denseBlocks = Lazy(value: blocks)
+        forwardBlocks = blocks.map { ForwardBlock(dense: $0) }
         self.threads = max(1, threads)
         self.numerics = numerics
         embeddingType = .f16
-        quantizedEmbedding = nil
-        quantizedBlocks = []
+        tiedEmbedding = nil
+        int8Weights = Lazy(value: ([], nil))
         // Core splits work over threads itself; OpenBLAS runs single-threaded inside each part.
         BLAS.setThreads(1)
     }

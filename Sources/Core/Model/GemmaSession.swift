@@ -48,8 +48,10 @@ public final class GemmaSession {
     private let keyCache: [UnsafeMutablePointer<Float>]
     private let valueCache: [UnsafeMutablePointer<Float>]
     /// Values transposed per layer, [K·E, capacity] (llama.cpp's V cache layout without flash
-    /// attention), for the `.llamaCppCompatible` softmax·V products.
-    private let valueCacheT: [UnsafeMutablePointer<Float>]
+    /// attention), for the `.llamaCppCompatible` softmax·V products; allocated on first use.
+    private var valueCacheT: [UnsafeMutablePointer<Float>] = []
+    /// The quantised products' buffers.
+    private let quantScratch = QuantizedProductScratch()
     /// Logits of the last forward call's output rows: [rows, V].
     private var logits: UnsafeMutablePointer<Float>
     private var logitRowCapacity = 1
@@ -72,16 +74,10 @@ public final class GemmaSession {
         config = model.config
         self.capacity = capacity
         numerics = model.numerics
+        // Cache rows are written before they are read; memory is only touched as it fills.
         let kv = capacity * config.kvHeadCount * config.headDim
-        keyCache = (0..<config.blockCount).map { _ in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
-        }
-        valueCache = (0..<config.blockCount).map { _ in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
-        }
-        valueCacheT = (0..<config.blockCount).map { _ in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
-        }
+        keyCache = (0..<config.blockCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: kv) }
+        valueCache = (0..<config.blockCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: kv) }
         logits = .allocate(capacity: config.vocabSize)
         logits.initialize(repeating: 0, count: config.vocabSize)
         scratch = Scratch(config: config, rows: 1, capacity: capacity)
@@ -98,6 +94,12 @@ public final class GemmaSession {
 
     fileprivate func keyCacheBase(_ l: Int) -> UnsafeMutablePointer<Float> { keyCache[l] }
     fileprivate func valueCacheTBase(_ l: Int) -> UnsafeMutablePointer<Float> { valueCacheT[l] }
+
+    private func allocateTransposedValues() {
+        guard valueCacheT.isEmpty else { return }
+        let kv = capacity * config.kvHeadCount * config.headDim
+        valueCacheT = (0..<config.blockCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: kv) }
+    }
 
     /// Empties the cache and drops the active edit.
     public func reset() {
@@ -139,7 +141,7 @@ public final class GemmaSession {
     /// Runs one token; its logits stay in the session (`withLastLogits`). Allocation-free.
     public func decodeInPlace(_ id: Int32) throws {
         decodeInput[0] = id
-        try run(decodeInput, outputRows: lastRowOnly, editor: nil)
+        try run(decodeInput, outputRows: lastRowOnly, editor: nil, decoding: true)
     }
 
     /// Calls `body` with the logits [V] of the last output row of the last forward call
@@ -174,7 +176,9 @@ public final class GemmaSession {
 
     // MARK: Forward pass
 
-    private func run(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) throws {
+    /// `decoding`: one generated token (quantised products with rounded activations in
+    /// `.float32` numerics); otherwise a prompt (Float32 products on the exact weights).
+    private func run(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?, decoding: Bool = false) throws {
         let t = ids.count
         guard t > 0 else { throw GemmaError.emptyInput }
         guard position + t <= capacity else { throw GemmaError.contextFull(capacity: capacity) }
@@ -189,6 +193,7 @@ public final class GemmaSession {
             logitRowCapacity = outputRows.count
             logits = .allocate(capacity: logitRowCapacity * config.vocabSize)
         }
+        if numerics == .llamaCppCompatible { allocateTransposedValues() }
         let batch = Self.llamaCppMicroBatch
         if numerics == .llamaCppCompatible, editor == nil, t > batch, let first = outputRows.min(), first >= (t - 1) / batch * batch {
             // llama.cpp evaluates a long prompt in micro-batches of n_ubatch tokens, and its
@@ -197,12 +202,13 @@ public final class GemmaSession {
             var start = 0
             while start < t {
                 let end = min(t, start + batch)
-                forward(Array(ids[start..<end]), outputRows: end == t ? outputRows.map { $0 - start } : [], editor: nil)
+                forward(Array(ids[start..<end]), outputRows: end == t ? outputRows.map { $0 - start } : [], editor: nil,
+                        decoding: false)
                 position += end - start
                 start = end
             }
         } else {
-            forward(ids, outputRows: outputRows, editor: editor)
+            forward(ids, outputRows: outputRows, editor: editor, decoding: decoding)
             position += t
         }
         logitRowCount = outputRows.count
@@ -212,7 +218,7 @@ public final class GemmaSession {
     /// graph evaluations takes.
     static let llamaCppMicroBatch = 512
 
-    private func forward(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) {
+    private func forward(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?, decoding: Bool) {
         let c = config, s = scratch
         let t = ids.count, p0 = position
         let d = c.hiddenSize, f = c.ffnSize, e = c.headDim, half = e / 2
@@ -220,16 +226,16 @@ public final class GemmaSession {
         let eps = c.rmsNormEps
 
         let exact = numerics == .llamaCppCompatible
-        // One-token decode multiplies with the quantised copies (a third of the memory traffic).
-        // In llama.cpp numerics every product uses them, with ggml's own integer arithmetic and
-        // summation order: the model is chaotic at the bit level (one changed rounding moves
-        // the logits by ~1), so only bit-identical products reproduce llama.cpp's choices.
-        let quantized = t == 1 || exact ? model.quantizedBlocks : []
+        // In llama.cpp numerics every product uses the Int8BlockMatrix copies, with ggml's own
+        // integer arithmetic and summation order: the model is chaotic at the bit level (one
+        // changed rounding moves the logits by ~1), so only bit-identical products reproduce
+        // llama.cpp's choices.
+        let quantized = exact ? model.quantizedBlocks : []
 
         // Embedding × √D.
         for (r, id) in ids.enumerated() {
-            if let q = model.quantizedEmbedding {
-                q.copyRow(Int(id), into: s.hidden + r * d)
+            if let q = model.tiedEmbedding {
+                q.dequantize(rows: Int(id) ..< Int(id) + 1, into: s.hidden + r * d)
             } else {
                 model.embedding.copyRow(Int(id), into: s.hidden + r * d)
             }
@@ -241,7 +247,7 @@ public final class GemmaSession {
         fillRope(p0: p0, rows: t, thetaScale: thetaScaleGlobal, cos: s.cosGlobal, sin: s.sinGlobal)
 
         var finalRows = outputRows, finalPositions = p0 ..< p0 + t
-        for (l, b) in model.blocks.enumerated() {
+        for (l, b) in model.forwardBlocks.enumerated() {
             observer?.observeResidual(ActivationRows(layer: l, positions: p0 ..< p0 + t, width: d, base: s.hidden))
             let global = c.isGlobal(layer: l)
             let cosT = global ? s.cosGlobal : s.cosLocal, sinT = global ? s.sinGlobal : s.sinLocal
@@ -252,14 +258,10 @@ public final class GemmaSession {
             }
             if exact {
                 let ty = b.types
-                linear(rows: t, input: s.normed, inputWidth: d, weight: b.qkv, quantized: quantized.isEmpty ? nil : quantized[l].qkv,
+                linear(rows: t, input: s.normed, inputWidth: d, weight: model.blocks[l].qkv, quantized: quantized.isEmpty ? nil : quantized[l].qkv,
                        parts: [(hE, ty.query), (kE, ty.key), (kE, ty.value)], output: s.qkv)
-            } else if let q = quantized.first?.qkv != nil ? quantized[l].qkv : nil {
-                q.matMulT(s.normed, count: 1, into: s.qkv, threads: model.threads)
             } else {
-                b.qkv.values.withUnsafeBufferPointer { w in
-                    BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: qkvWidth, output: s.qkv, threads: model.threads)
-                }
+                product(b.qkv, dense: model.blocks[l].qkv, rows: t, input: s.normed, output: s.qkv, decoding: decoding)
             }
             b.queryNorm.withUnsafeBufferPointer { qn in
                 b.keyNorm.withUnsafeBufferPointer { kn in
@@ -296,7 +298,7 @@ public final class GemmaSession {
             // do the same (for a contiguous ascending run of output rows, and only when no
             // observer or editor expects the whole block).
             var t = t, p0 = p0
-            let prune = exact && l == c.blockCount - 1 && observer == nil && editor?.layer != l && activeEdit?.layer != l
+            let prune = l == c.blockCount - 1 && observer == nil && editor?.layer != l && activeEdit?.layer != l
             if prune && outputRows.isEmpty {
                 finalRows = []; finalPositions = p0 ..< p0
                 continue
@@ -312,15 +314,12 @@ public final class GemmaSession {
                 finalPositions = p0 ..< p0 + t
             }
             if exact {
-                linear(rows: t, input: s.attn, inputWidth: hE, weight: b.attentionOutput,
+                linear(rows: t, input: s.attn, inputWidth: hE, weight: model.blocks[l].attentionOutput,
                        quantized: quantized.isEmpty ? nil : quantized[l].attentionOutput,
                        parts: [(d, b.types.attentionOutput)], output: s.proj)
-            } else if let q = quantized.first?.attentionOutput != nil ? quantized[l].attentionOutput : nil {
-                q.matMulT(s.attn, count: 1, into: s.proj, threads: model.threads)
             } else {
-                b.attentionOutput.values.withUnsafeBufferPointer { w in
-                    BLAS.linear(rows: t, input: s.attn, inputWidth: hE, weight: w.baseAddress!, outputWidth: d, output: s.proj, threads: model.threads)
-                }
+                product(b.attentionOutput, dense: model.blocks[l].attentionOutput, rows: t, input: s.attn, output: s.proj,
+                        decoding: decoding)
             }
             b.postAttentionNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
@@ -332,16 +331,12 @@ public final class GemmaSession {
                 Kernels.rmsNorm(s.hidden, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
             }
             if exact {
-                linear(rows: t, input: s.normed, inputWidth: d, weight: b.gateUp, quantized: quantized.isEmpty ? nil : quantized[l].gateUp,
+                linear(rows: t, input: s.normed, inputWidth: d, weight: model.blocks[l].gateUp,
+                       quantized: quantized.isEmpty ? nil : quantized[l].gateUp,
                        parts: [(f, b.types.gate), (f, b.types.up)], output: s.gateUp)
                 Kernels.geluGLUTable(s.gateUp, rows: t, ffn: f, out: s.act)
-            } else if let q = quantized.first?.gateUp != nil ? quantized[l].gateUp : nil {
-                q.matMulT(s.normed, count: 1, into: s.gateUp, threads: model.threads)
-                Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
             } else {
-                b.gateUp.values.withUnsafeBufferPointer { w in
-                    BLAS.linear(rows: t, input: s.normed, inputWidth: d, weight: w.baseAddress!, outputWidth: 2 * f, output: s.gateUp, threads: model.threads)
-                }
+                product(b.gateUp, dense: model.blocks[l].gateUp, rows: t, input: s.normed, output: s.gateUp, decoding: decoding)
                 Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
             }
 
@@ -354,10 +349,10 @@ public final class GemmaSession {
                 }
             }
             if let active = activeEdit, active.layer == l {
-                if !active.edit.replacesBaseOutput { down(b, layer: l, rows: t, exact: exact, quantized: quantized) }
+                if !active.edit.replacesBaseOutput { down(b, layer: l, rows: t, exact: exact, quantized: quantized, decoding: decoding) }
                 active.edit.apply(input: s.act, rows: t, ffnSize: f, output: s.proj, hiddenSize: d)
             } else {
-                down(b, layer: l, rows: t, exact: exact, quantized: quantized)
+                down(b, layer: l, rows: t, exact: exact, quantized: quantized, decoding: decoding)
             }
             b.postFFNNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
@@ -383,30 +378,51 @@ public final class GemmaSession {
             }
             rounding.apply(s.normed, rows: outputRows.count, width: d)
         }
-        if let q = model.quantizedEmbedding {
-            q.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
+        if let q = model.tiedEmbedding {
+            // Decoding rounds the row to Q8 blocks like every decode product; a prompt's logits
+            // multiply the unrounded rows with the stored weights.
+            if decoding {
+                q.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads, scratch: quantScratch)
+            } else if q.parts.count == 1, q.parts[0].type == .q8_0 {
+                q.matMulTFloatQ8_0(s.normed, count: outputRows.count, into: logits, threads: model.threads)
+            } else {
+                model.embedding.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
+            }
             return
         }
         model.embedding.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
     }
 
+    /// output[t, W.rows] = input · Wᵀ in `.float32` numerics: a decode step multiplies the
+    /// file's blocks with rounded inputs; a prompt uses the Float32 weights (dequantised per
+    /// product, or the dense copy when the model holds one: the same bits either way).
+    private func product(_ q: QuantizedMatrix?, dense: @autoclosure () -> Matrix, rows t: Int,
+                         input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, decoding: Bool) {
+        if let q, decoding || !model.hasDenseBlocks {
+            if decoding {
+                q.matMulT(input, count: t, into: output, threads: model.threads, scratch: quantScratch)
+            } else {
+                q.matMulTDequantized(input, count: t, into: output, threads: model.threads, scratch: quantScratch)
+            }
+            return
+        }
+        let w = dense()
+        w.values.withUnsafeBufferPointer { p in
+            BLAS.linear(rows: t, input: input, inputWidth: w.cols, weight: p.baseAddress!, outputWidth: w.rows,
+                        output: output, threads: model.threads)
+        }
+    }
+
     /// proj ← act · W_downᵀ (the act buffer itself is left unrounded for editors and observers).
     @inline(__always)
-    private func down(_ b: GemmaBlockWeights, layer l: Int, rows t: Int, exact: Bool, quantized: [QuantizedBlockWeights]) {
+    private func down(_ b: ForwardBlock, layer l: Int, rows t: Int, exact: Bool, quantized: [Int8BlockWeights], decoding: Bool) {
         if exact {
-            linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: b.down,
+            linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: model.blocks[l].down,
                    quantized: quantized.isEmpty ? nil : quantized[l].down,
                    parts: [(config.hiddenSize, b.types.down)], output: scratch.proj)
             return
         }
-        if !quantized.isEmpty, let q = quantized[l].down {
-            q.matMulT(scratch.act, count: 1, into: scratch.proj, threads: model.threads)
-            return
-        }
-        b.down.values.withUnsafeBufferPointer { w in
-            BLAS.linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: w.baseAddress!,
-                        outputWidth: config.hiddenSize, output: scratch.proj, threads: model.threads)
-        }
+        product(b.down, dense: model.blocks[l].down, rows: t, input: scratch.act, output: scratch.proj, decoding: decoding)
     }
 
     /// output[t, W.rows] = round(input) · Wᵀ in llama.cpp numerics: `parts` lists consecutive
@@ -491,26 +507,30 @@ public final class GemmaSession {
             return
         }
 
-        for h in 0..<c.headCount {
+        // Heads are independent: spread them over the threads, each with its own score tile.
+        let qkv = SendablePointer(s.qkv), attn = SendablePointer(s.attn), scoreBase = SendablePointer(s.scores)
+        let k = SendablePointer(keys), v = SendablePointer(values), capacity = capacity
+        Parallel.forEach(c.headCount, threads: model.threads) { h in
             let g = h / group
+            let scores = scoreBase.pointer + h * Self.attentionTile * capacity
             var t0 = 0
             while t0 < t {
                 let t1 = min(t, t0 + Self.attentionTile), m = t1 - t0
                 let kLo = global ? 0 : max(0, p0 + t0 - window + 1)
                 let kHi = p0 + t1
                 let n = kHi - kLo
-                BLAS.gemmNT(m: m, n: n, k: e, alpha: scale, a: s.qkv + t0 * qkvWidth + h * e, lda: qkvWidth,
-                            b: keys + kLo * kE + g * e, ldb: kE, c: s.scores, ldc: n)
+                BLAS.gemmNT(m: m, n: n, k: e, alpha: scale, a: qkv.pointer + t0 * qkvWidth + h * e, lda: qkvWidth,
+                            b: k.pointer + kLo * kE + g * e, ldb: kE, c: scores, ldc: n)
                 for r in 0..<m {
                     let p = p0 + t0 + r
                     let first = (global ? 0 : max(0, p - window + 1)) - kLo, last = p - kLo
-                    let row = s.scores + r * n
+                    let row = scores + r * n
                     if first > 0 { row.update(repeating: 0, count: first) }
                     Kernels.softmax(row + first, count: last - first + 1)
                     if last + 1 < n { (row + last + 1).update(repeating: 0, count: n - last - 1) }
                 }
-                BLAS.gemmNN(m: m, n: e, k: n, a: s.scores, lda: n,
-                            b: values + kLo * kE + g * e, ldb: kE, c: s.attn + t0 * hE + h * e, ldc: hE)
+                BLAS.gemmNN(m: m, n: e, k: n, a: scores, lda: n,
+                            b: v.pointer + kLo * kE + g * e, ldb: kE, c: attn.pointer + t0 * hE + h * e, ldc: hE)
                 t0 = t1
             }
         }
@@ -583,7 +603,7 @@ private final class Scratch {
     let gateUp: UnsafeMutablePointer<Float>
     /// [rows, F] x = gelu(gate) ⊙ up.
     let act: UnsafeMutablePointer<Float>
-    /// [max(tile, H/K), capacity] attention scores.
+    /// [max(tile · H, H/K), capacity] attention scores (a tile per query head).
     let scores: UnsafeMutablePointer<Float>
     /// [rows, max(D, F, H·E)] a product's input rounded as llama.cpp rounds it.
     let rounded: UnsafeMutablePointer<Float>
@@ -596,7 +616,7 @@ private final class Scratch {
         let d = c.hiddenSize, f = c.ffnSize, e = c.headDim
         let sizes = [rows * d, rows * d, rows * c.qkvRows, rows * c.headCount * e, rows * d,
                      rows * 2 * f, rows * f,
-                     max(GemmaSession.attentionTile, c.headCount / c.kvHeadCount) * capacity,
+                     max(GemmaSession.attentionTile * c.headCount, c.headCount / c.kvHeadCount) * capacity,
                      rows * e / 2, rows * e / 2, rows * e / 2, rows * e / 2,
                      rows * max(d, f, c.headCount * e)]
         // Each buffer starts on a 64-byte boundary.

@@ -88,20 +88,25 @@ public enum BLAS {
             gemv(m: outputWidth, n: inputWidth, a: w, lda: inputWidth, x: x, beta: beta, y: y)
             return
         }
-        let parts = min(threads, max(1, outputWidth / 64), max(1, t * outputWidth * inputWidth / (1 << 18)))
+        let (parts, per) = linearSplit(rows: t, inputWidth: inputWidth, outputWidth: outputWidth, threads: threads)
         if parts <= 1 {
             gemmNT(m: t, n: outputWidth, k: inputWidth, a: x, lda: inputWidth,
                    b: w, ldb: inputWidth, beta: beta, c: y, ldc: outputWidth)
             return
         }
-        // Column blocks of a multiple of 16 outputs.
-        let per = ((outputWidth + parts - 1) / parts + 15) / 16 * 16
         let xs = SendablePointer(x), ws = SendablePointer(w), ys = SendablePointer(y)
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
+        Parallel.forEach(parts) { p in
             let lo = p * per, hi = min(outputWidth, lo + per)
             guard lo < hi else { return }
             gemmNT(m: t, n: hi - lo, k: inputWidth, a: xs.pointer, lda: inputWidth,
                    b: ws.pointer + lo * inputWidth, ldb: inputWidth, beta: beta, c: ys.pointer + lo, ldc: outputWidth)
         }
+    }
+
+    /// How `linear` splits a product over threads: `parts` blocks of `per` outputs (a multiple
+    /// of 16; the last block may be shorter), one part when the product is small.
+    static func linearSplit(rows t: Int, inputWidth: Int, outputWidth: Int, threads: Int) -> (parts: Int, per: Int) {
+        let parts = max(1, min(threads, max(1, outputWidth / 64), max(1, t * outputWidth * inputWidth / (1 << 18))))
+        return (parts, parts == 1 ? outputWidth : ((outputWidth + parts - 1) / parts + 15) / 16 * 16)
     }
 }
