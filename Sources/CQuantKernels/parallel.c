@@ -16,7 +16,7 @@
 #include "CQuantKernels.h"
 
 enum { MAX_WORKERS = 63 };
-enum { SPIN_ROUNDS = 20000 };  // ≈ 50–100 µs of pause instructions
+enum { SPIN_ROUNDS = 20000 };  // pause instructions: well under a millisecond
 
 static pthread_mutex_t submit = PTHREAD_MUTEX_INITIALIZER;   // held by the running job's caller
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include "kernels_internal.h"
 
 SCEN_DEFINE_DEQUANT(portable)
@@ -199,14 +200,12 @@ int scen_kernels_path(void) {
     if (p >= 0) return p;
     p = SCEN_KERNELS_PORTABLE;
     for (int q = SCEN_KERNEL_PATH_COUNT - 1; q > 0; q--) if (cpu_supports(q)) { p = q; break; }
+    // SCEN_KERNELS=<name> picks a lower path (benchmarks); an unknown or unsupported name is ignored.
+    const char *forced = getenv("SCEN_KERNELS");
+    for (int q = 0; forced && q < SCEN_KERNEL_PATH_COUNT; q++)
+        if (strcmp(forced, scen_kernels_path_name(q)) == 0 && cpu_supports(q)) p = q;
     atomic_store_explicit(&selected, p, memory_order_relaxed);
     return p;
-}
-
-int scen_kernels_select(int path) {
-    if (!scen_kernels_supported(path)) return -1;
-    atomic_store_explicit(&selected, path, memory_order_relaxed);
-    return 0;
 }
 
 const char *scen_kernels_path_name(int path) {

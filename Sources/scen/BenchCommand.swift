@@ -25,6 +25,9 @@ struct GenerateBench: ParsableCommand {
     @Option(help: "Timed runs (the median is reported), after one warm-up.")
     var runs: Int = 3
 
+    @Option(help: "Also decode this many sequences together (batched) and report their total decode tokens/s.")
+    var batch: [Int] = []
+
     @OptionGroup var model: ModelOptions
 
     static let paragraph = """
@@ -46,7 +49,7 @@ struct GenerateBench: ParsableCommand {
         }
         let result = try GenerationBenchmark.run(model: gemma, promptIDs: ids, decodeTokens: decodeTokens, runs: runs)
         FileHandle.standardError.write(Data("\(result)\n".utf8))
-        let line: [String: Any] = [
+        var line: [String: Any] = [
             "engine": "scen", "threads": result.threads, "prompt_tokens": result.promptTokens,
             "prefill_tok_s": (result.prefillTokensPerSecond * 10).rounded() / 10,
             "decode_tok_s": (result.decodeTokensPerSecond * 10).rounded() / 10,
@@ -54,6 +57,11 @@ struct GenerateBench: ParsableCommand {
             "peak_rss_mb": peakResidentMegabytes(),
             "kernels": QuantizedKernels.current.description,
         ]
+        for n in batch {
+            let rate = try GenerationBenchmark.batchedDecode(model: gemma, promptIDs: ids, sequences: n, decodeTokens: min(decodeTokens, 64), runs: runs)
+            FileHandle.standardError.write(Data(String(format: "batch of %d: %.1f decode tok/s in total\n", n, rate).utf8))
+            line["batch_\(n)_decode_tok_s"] = (rate * 10).rounded() / 10
+        }
         print(String(decoding: try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]), as: UTF8.self))
     }
 }

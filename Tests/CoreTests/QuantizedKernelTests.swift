@@ -1,7 +1,7 @@
 // The kernels on GGUF's own blocks (Sources/CQuantKernels), each implementation the CPU can run,
 // against the plain reference dequantiser (GGUF/Dequantizer) and Double arithmetic: exact
-// dequantisation, products of rounded activations for every row count from 1 to 17 and
-// stacked parts, exact cancellation, and the Float32-input Q8_0 product. Paths this CPU lacks
+// dequantisation, products of rounded activations for every row count from 1 to 17 (each row
+// the same bits as alone), stacked parts, exact cancellation, and the Float32-input Q8_0 product. Paths this CPU lacks
 // are reported as skipped tests.
 
 import Foundation
@@ -90,6 +90,12 @@ private func roundedActivations(_ x: ArraySlice<Float>, blockSize size: Int) -> 
             var y = [Float](repeating: .nan, count: n * rows)
             m.matMulT(x, count: n, into: &y, threads: 2, scratch: scratch, path: path)
             for j in 0..<n {
+                // Batch invariance: the row alone gives the same bits.
+                var alone = [Float](repeating: .nan, count: rows)
+                Array(x[j * cols ..< (j + 1) * cols]).withUnsafeBufferPointer {
+                    m.matMulT($0.baseAddress!, count: 1, into: &alone, threads: 1, scratch: scratch, path: path)
+                }
+                #expect(alone.elementsEqual(y[j * rows ..< (j + 1) * rows]), "\(type) on \(path): row \(j) of \(n) differs from the row alone")
                 let xr = roundedActivations(x[j * cols ..< (j + 1) * cols], blockSize: blockSize)
                 for i in 0..<rows {
                     var sum = 0.0, scale = 0.0

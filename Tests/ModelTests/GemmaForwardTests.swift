@@ -42,10 +42,11 @@ private func logitTolerance(_ numerics: GemmaNumerics) -> Float {
 
 /// The acceptance criterion: greedy 16-token continuations equal llama.cpp's on ≥ 80 % of the
 /// fixture prompts. `.llamaCppCompatible` meets it with every prompt (27/27), as a bit-exact
-/// reproduction must. `.float32` (the fast default) measures 17/27 (19/27 before decode steps
-/// rounded their activations to Q8 blocks for the quantised kernels, as llama.cpp does): this
+/// reproduction must. `.float32` (the fast default) measures 17/27 (18/27 with another order of
+/// the decode kernels' float sums; 19/27 before decode steps rounded their activations to Q8
+/// blocks for the quantised kernels, as llama.cpp does): this
 /// model is chaotic at the bit level, so continuations part at near-ties (every parting here is
-/// at a llama.cpp top-2 margin below 0.27, which the test checks per prompt); llama.cpp itself
+/// at a llama.cpp top-2 margin below 0.28, which the test checks per prompt); llama.cpp itself
 /// keeps only 17/27 when its Q4_K weights are not repacked, 18/27 with flash attention, 16/27
 /// with an F32 KV cache, 21/27 when the prompt is fed one token at a time
 /// (tools/llama_self_agreement.py). Its floor guards against regressions.

@@ -31,10 +31,9 @@ typedef enum {
 
 /// 1 if this CPU (and this build) can run `path`.
 int scen_kernels_supported(int path);
-/// The path in use: the best supported one unless `scen_kernels_select` chose another.
+/// The path in use: the best supported one, unless the environment variable SCEN_KERNELS names
+/// another supported one ("portable", "avx2", "avx512", "avx512-vnni"); read once.
 int scen_kernels_path(void);
-/// Uses `path` from now on (process-wide). Returns 0, or -1 (and changes nothing) if unsupported.
-int scen_kernels_select(int path);
 /// "portable", "avx2", "avx512", "avx512-vnni".
 const char *scen_kernels_path_name(int path);
 

@@ -9,9 +9,11 @@
 // A weight [R, C] is row-major with R output rows of length C ("y = x · Wᵀ"): exactly the
 // GGUF layout, where shape[0] = ne0 = C is the contiguous row length.
 //
-// Precision: block matrices are dequantised once to Float32 at load (≈100M values, ≈400 MB)
-// and multiplied with OpenBLAS; the token embedding [V, D] (also the tied output matrix) is
-// kept in Float16 (≈335 MB) and multiplied with the F16 kernels of `HalfMatrix`.
+// Memory: a file model keeps its matrices in the file's own quantised blocks, read through the
+// memory map (≈250 MB, `QuantizedMatrix`); loading reads only the norm vectors. Copies are made
+// on first use only: Float32 blocks (≈400 MB) and the Float16 embedding (≈335 MB) for the
+// training passes (`blocks`, `embedding`), `Int8BlockMatrix` copies (≈305 MB) for
+// `.llamaCppCompatible`. A serving process (router, `scen generate`) never makes them.
 //
 // Numerics (`GemmaNumerics`): `.llamaCppCompatible` (opt-in, per model or per session)
 // reproduces the CPU arithmetic of the llama.cpp build that wrote Tests/Fixtures bit for bit:
@@ -25,14 +27,13 @@
 // (max |Δ| 5.7e-6, the fixtures' 7 significant digits) and so do all 27 greedy 16-token
 // continuations. It is slower (integer-exact kernels in Swift: prefill ≈ 0.2×, decode ≈ 0.7×
 // of llama.cpp; bench/generate.sh --numerics llamaCppCompatible).
-// `.float32` (the default) is Float32 arithmetic on the exactly decoded weights, with OpenBLAS
-// sgemm for prefill and the int8 block kernels for one-token decode: prefill ≈ 0.9×, decode
-// ≈ 0.9× of llama.cpp. Its logits are within 0.72 of llama.cpp's and 19/27 continuations are
-// equal: the model is chaotic at the bit level, and llama.cpp's own logits move by up to 1.6
-// when only its summation order changes (tools/llama_self_agreement.py).
-// The model keeps the file's quantised blocks in `Int8BlockMatrix` form (token_embd ≈ 180 MB,
-// the block matrices ≈ 125 MB) for both numerics, besides the Float32 copies used by sgemm and
-// the F16 `embedding` used by the SCEN backward pass.
+// `.float32` (the default): a prompt is Float32 arithmetic on the exactly decoded weights (each
+// thread dequantises its rows of a product, then OpenBLAS sgemm; bit for bit what the dense
+// Float32 copy gives, so training and serving see the same activations); a decode step runs
+// the C kernels of CQuantKernels on the file's blocks, its activations rounded to Q8_0 / Q8_K
+// blocks as llama.cpp rounds them. Logits of a prompt are within 0.72 of llama.cpp's; 17/27
+// greedy continuations are equal: the model is chaotic at the bit level, and llama.cpp's own
+// logits move by up to 1.6 when only its summation order changes (tools/llama_self_agreement.py).
 
 import Foundation
 

@@ -22,8 +22,12 @@
 // q, softmax·V uses F16 probabilities (tinyBLAS order for several query rows, vec_dot_f16 for
 // one), gelu(gate) is ggml's F16 table lookup, the last block past attention runs for the
 // output rows only, as llama.cpp's graph does, and a prompt over 512 tokens (without an editor)
-// runs in llama.cpp's 512-token micro-batches. One-token decode uses the quantised copies in
-// both numerics.
+// runs in llama.cpp's 512-token micro-batches.
+//
+// With `.float32` a generated token (`decodeInPlace`) multiplies the file's quantised blocks
+// with Q8-rounded activations (`QuantizedMatrix.matMulT`); prompts use Float32 products. In
+// both numerics the last block past attention runs for the output rows only when nothing
+// observes or edits it.
 
 import Foundation
 
@@ -46,7 +50,7 @@ public final class GemmaSession {
 
     /// Key and value caches per layer: [capacity, K·E] each (keys after k_norm and RoPE).
     private let keyCache: [UnsafeMutablePointer<Float>]
-    private let valueCache: [UnsafeMutablePointer<Float>]
+    fileprivate let valueCache: [UnsafeMutablePointer<Float>]
     /// Values transposed per layer, [K·E, capacity] (llama.cpp's V cache layout without flash
     /// attention), for the `.llamaCppCompatible` softmax·V products; allocated on first use.
     private var valueCacheT: [UnsafeMutablePointer<Float>] = []
@@ -57,6 +61,9 @@ public final class GemmaSession {
     private var logitRowCapacity = 1
     /// Rows of `logits` written by the last forward call.
     private var logitRowCount = 0
+    /// Logits of a batched decode step with several rows ([rows, V]; `decode(_:tokens:)`).
+    private var batchLogitBuffer: UnsafeMutablePointer<Float>?
+    private var batchLogitRows = 0
     fileprivate var scratch: Scratch
     private let lastRowOnly = [0]
     /// The one-token input of `decodeInPlace`, reused so decoding allocates nothing.
@@ -90,6 +97,7 @@ public final class GemmaSession {
         for p in valueCache { p.deallocate() }
         for p in valueCacheT { p.deallocate() }
         logits.deallocate()
+        batchLogitBuffer?.deallocate()
     }
 
     fileprivate func keyCacheBase(_ l: Int) -> UnsafeMutablePointer<Float> { keyCache[l] }
@@ -141,7 +149,11 @@ public final class GemmaSession {
     /// Runs one token; its logits stay in the session (`withLastLogits`). Allocation-free.
     public func decodeInPlace(_ id: Int32) throws {
         decodeInput[0] = id
-        try run(decodeInput, outputRows: lastRowOnly, editor: nil, decoding: true)
+        if numerics == .float32 {
+            try Self.decode([self], tokens: decodeInput)
+        } else {
+            try run(decodeInput, outputRows: lastRowOnly, editor: nil)
+        }
     }
 
     /// Calls `body` with the logits [V] of the last output row of the last forward call
@@ -176,9 +188,7 @@ public final class GemmaSession {
 
     // MARK: Forward pass
 
-    /// `decoding`: one generated token (quantised products with rounded activations in
-    /// `.float32` numerics); otherwise a prompt (Float32 products on the exact weights).
-    private func run(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?, decoding: Bool = false) throws {
+    private func run(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) throws {
         let t = ids.count
         guard t > 0 else { throw GemmaError.emptyInput }
         guard position + t <= capacity else { throw GemmaError.contextFull(capacity: capacity) }
@@ -202,13 +212,12 @@ public final class GemmaSession {
             var start = 0
             while start < t {
                 let end = min(t, start + batch)
-                forward(Array(ids[start..<end]), outputRows: end == t ? outputRows.map { $0 - start } : [], editor: nil,
-                        decoding: false)
+                forward(Array(ids[start..<end]), outputRows: end == t ? outputRows.map { $0 - start } : [], editor: nil)
                 position += end - start
                 start = end
             }
         } else {
-            forward(ids, outputRows: outputRows, editor: editor, decoding: decoding)
+            forward(ids, outputRows: outputRows, editor: editor)
             position += t
         }
         logitRowCount = outputRows.count
@@ -218,7 +227,7 @@ public final class GemmaSession {
     /// graph evaluations takes.
     static let llamaCppMicroBatch = 512
 
-    private func forward(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?, decoding: Bool) {
+    private func forward(_ ids: [Int32], outputRows: [Int], editor: (any DownProjectionEditor)?) {
         let c = config, s = scratch
         let t = ids.count, p0 = position
         let d = c.hiddenSize, f = c.ffnSize, e = c.headDim, half = e / 2
@@ -261,36 +270,11 @@ public final class GemmaSession {
                 linear(rows: t, input: s.normed, inputWidth: d, weight: model.blocks[l].qkv, quantized: quantized.isEmpty ? nil : quantized[l].qkv,
                        parts: [(hE, ty.query), (kE, ty.key), (kE, ty.value)], output: s.qkv)
             } else {
-                product(b.qkv, dense: model.blocks[l].qkv, rows: t, input: s.normed, output: s.qkv, decoding: decoding)
+                product(b.qkv, dense: model.blocks[l].qkv, rows: t, input: s.normed, output: s.qkv, decoding: false)
             }
-            b.queryNorm.withUnsafeBufferPointer { qn in
-                b.keyNorm.withUnsafeBufferPointer { kn in
-                    for r in 0..<t {
-                        let row = s.qkv + r * qkvWidth
-                        let cr = cosT + r * half, sr = sinT + r * half
-                        Kernels.rmsNorm(row, rows: c.headCount, width: e, stride: e, weight: qn.baseAddress!, eps: eps, out: row, outStride: e)
-                        Kernels.rmsNorm(row + hE, rows: c.kvHeadCount, width: e, stride: e, weight: kn.baseAddress!, eps: eps, out: row + hE, outStride: e)
-                        for h in 0..<(c.headCount + c.kvHeadCount) {
-                            if exact {
-                                Kernels.ropeFMA(row + h * e, half: half, cos: cr, sin: sr)
-                            } else {
-                                Kernels.rope(row + h * e, half: half, cos: cr, sin: sr)
-                            }
-                        }
-                        if exact {
-                            // llama.cpp: q scaled by 1/√E after RoPE, then converted to F16 for
-                            // q·kᵀ against the F16 key cache; k and v stored as F16.
-                            Kernels.scale(row, count: hE, by: c.queryScale)
-                            ActivationRounding.f16.apply(row, rows: 1, width: hE + 2 * kE)
-                        }
-                        (keyCache[l] + (p0 + r) * kE).update(from: row + hE, count: kE)
-                        (valueCache[l] + (p0 + r) * kE).update(from: row + hE + kE, count: kE)
-                        if exact {
-                            let vt = valueCacheT[l]
-                            for i in 0..<kE { vt[i * capacity + p0 + r] = row[hE + kE + i] }
-                        }
-                    }
-                }
+            for r in 0..<t {
+                storeKeyValue(s.qkv + r * qkvWidth, block: b, layer: l, position: p0 + r,
+                              cos: cosT + r * half, sin: sinT + r * half, exact: exact)
             }
             attention(layer: l, global: global, rows: t, p0: p0, exact: exact)
             // llama.cpp runs the rest of its last block only for the rows whose logits it
@@ -319,7 +303,7 @@ public final class GemmaSession {
                        parts: [(d, b.types.attentionOutput)], output: s.proj)
             } else {
                 product(b.attentionOutput, dense: model.blocks[l].attentionOutput, rows: t, input: s.attn, output: s.proj,
-                        decoding: decoding)
+                        decoding: false)
             }
             b.postAttentionNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
@@ -336,7 +320,7 @@ public final class GemmaSession {
                        parts: [(f, b.types.gate), (f, b.types.up)], output: s.gateUp)
                 Kernels.geluGLUTable(s.gateUp, rows: t, ffn: f, out: s.act)
             } else {
-                product(b.gateUp, dense: model.blocks[l].gateUp, rows: t, input: s.normed, output: s.gateUp, decoding: decoding)
+                product(b.gateUp, dense: model.blocks[l].gateUp, rows: t, input: s.normed, output: s.gateUp, decoding: false)
                 Kernels.geluGLU(s.gateUp, rows: t, ffn: f, out: s.act)
             }
 
@@ -349,10 +333,10 @@ public final class GemmaSession {
                 }
             }
             if let active = activeEdit, active.layer == l {
-                if !active.edit.replacesBaseOutput { down(b, layer: l, rows: t, exact: exact, quantized: quantized, decoding: decoding) }
+                if !active.edit.replacesBaseOutput { down(b, layer: l, rows: t, exact: exact, quantized: quantized) }
                 active.edit.apply(input: s.act, rows: t, ffnSize: f, output: s.proj, hiddenSize: d)
             } else {
-                down(b, layer: l, rows: t, exact: exact, quantized: quantized, decoding: decoding)
+                down(b, layer: l, rows: t, exact: exact, quantized: quantized)
             }
             b.postFFNNorm.withUnsafeBufferPointer { w in
                 Kernels.rmsNorm(s.proj, rows: t, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
@@ -379,11 +363,8 @@ public final class GemmaSession {
             rounding.apply(s.normed, rows: outputRows.count, width: d)
         }
         if let q = model.tiedEmbedding {
-            // Decoding rounds the row to Q8 blocks like every decode product; a prompt's logits
-            // multiply the unrounded rows with the stored weights.
-            if decoding {
-                q.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads, scratch: quantScratch)
-            } else if q.parts.count == 1, q.parts[0].type == .q8_0 {
+            // A prompt's logits multiply the unrounded rows with the stored weights.
+            if q.parts.count == 1, q.parts[0].type == .q8_0 {
                 q.matMulTFloatQ8_0(s.normed, count: outputRows.count, into: logits, threads: model.threads)
             } else {
                 model.embedding.matMulT(s.normed, count: outputRows.count, into: logits, threads: model.threads)
@@ -415,14 +396,14 @@ public final class GemmaSession {
 
     /// proj ← act · W_downᵀ (the act buffer itself is left unrounded for editors and observers).
     @inline(__always)
-    private func down(_ b: ForwardBlock, layer l: Int, rows t: Int, exact: Bool, quantized: [Int8BlockWeights], decoding: Bool) {
+    private func down(_ b: ForwardBlock, layer l: Int, rows t: Int, exact: Bool, quantized: [Int8BlockWeights]) {
         if exact {
             linear(rows: t, input: scratch.act, inputWidth: config.ffnSize, weight: model.blocks[l].down,
                    quantized: quantized.isEmpty ? nil : quantized[l].down,
                    parts: [(config.hiddenSize, b.types.down)], output: scratch.proj)
             return
         }
-        product(b.down, dense: model.blocks[l].down, rows: t, input: scratch.act, output: scratch.proj, decoding: decoding)
+        product(b.down, dense: model.blocks[l].down, rows: t, input: scratch.act, output: scratch.proj, decoding: false)
     }
 
     /// output[t, W.rows] = round(input) · Wᵀ in llama.cpp numerics: `parts` lists consecutive
@@ -466,6 +447,39 @@ public final class GemmaSession {
         }
     }
 
+    /// One token's q | k | v row: per-head RMSNorm of q and k, RoPE at `position`, k and v into
+    /// layer `l`'s cache at `position` (and llama.cpp's q scaling and F16 rounding when `exact`).
+    private func storeKeyValue(_ row: UnsafeMutablePointer<Float>, block b: ForwardBlock, layer l: Int, position p: Int,
+                               cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, exact: Bool) {
+        let c = config, e = c.headDim, hE = c.headCount * e, kE = c.kvHeadCount * e, half = e / 2
+        b.queryNorm.withUnsafeBufferPointer { qn in
+            Kernels.rmsNorm(row, rows: c.headCount, width: e, stride: e, weight: qn.baseAddress!, eps: c.rmsNormEps, out: row, outStride: e)
+        }
+        b.keyNorm.withUnsafeBufferPointer { kn in
+            Kernels.rmsNorm(row + hE, rows: c.kvHeadCount, width: e, stride: e, weight: kn.baseAddress!, eps: c.rmsNormEps,
+                            out: row + hE, outStride: e)
+        }
+        for h in 0..<(c.headCount + c.kvHeadCount) {
+            if exact {
+                Kernels.ropeFMA(row + h * e, half: half, cos: cos, sin: sin)
+            } else {
+                Kernels.rope(row + h * e, half: half, cos: cos, sin: sin)
+            }
+        }
+        if exact {
+            // llama.cpp: q scaled by 1/√E after RoPE, then converted to F16 for q·kᵀ against the
+            // F16 key cache; k and v stored as F16.
+            Kernels.scale(row, count: hE, by: c.queryScale)
+            ActivationRounding.f16.apply(row, rows: 1, width: hE + 2 * kE)
+        }
+        (keyCache[l] + p * kE).update(from: row + hE, count: kE)
+        (valueCache[l] + p * kE).update(from: row + hE + kE, count: kE)
+        if exact {
+            let vt = valueCacheT[l]
+            for i in 0..<kE { vt[i * capacity + p] = row[hE + kE + i] }
+        }
+    }
+
     /// ggml_rope_cache_init with ext_factor 0, freq_scale 1, mscale 1: θ_i = p · thetaScale^i,
     /// accumulated in Float32.
     private func fillRope(p0: Int, rows: Int, thetaScale: Float, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
@@ -493,17 +507,7 @@ public final class GemmaSession {
         let scale = c.queryScale
 
         if t == 1 {
-            // Decode: the H/K query heads of one kv head form a contiguous [H/K, E] matrix.
-            let p = p0
-            let lo = global ? 0 : max(0, p - window + 1)
-            let n = p - lo + 1
-            for g in 0..<c.kvHeadCount {
-                BLAS.gemmNT(m: group, n: n, k: e, alpha: scale, a: s.qkv + g * group * e, lda: e,
-                            b: keys + lo * kE + g * e, ldb: kE, c: s.scores, ldc: n)
-                for r in 0..<group { Kernels.softmax(s.scores + r * n, count: n) }
-                BLAS.gemmNN(m: group, n: e, k: n, a: s.scores, lda: n,
-                            b: values + lo * kE + g * e, ldb: kE, c: s.attn + g * group * e, ldc: e)
-            }
+            decodeAttention(layer: l, global: global, position: p0, query: s.qkv, out: s.attn)
             return
         }
 
@@ -538,6 +542,144 @@ public final class GemmaSession {
 }
 
 extension GemmaSession {
+    /// Appends `tokens[i]` to `sessions[i]` for every i in one batched step (`.float32`
+    /// numerics): each product reads the weights once for all rows (the quantised decode
+    /// kernels, inputs rounded to Q8 blocks), while each row keeps its own position, KV cache,
+    /// observer and active edit (the edit's delta is applied to its row only). Every kernel
+    /// computes a row on its own, in the same order whatever the batch holds, so a row's logits
+    /// are the same bits with or without neighbours, and equal to `decodeInPlace` alone (which
+    /// is this with one session). Afterwards each session's `withLastLogits` holds its logits.
+    public static func decode(_ sessions: [GemmaSession], tokens: [Int32]) throws {
+        guard sessions.count == tokens.count else {
+            throw GemmaError.invalidArgument("\(sessions.count) sessions for \(tokens.count) tokens")
+        }
+        guard let lead = sessions.first else { return }
+        var seen = Set<ObjectIdentifier>()
+        for (s, id) in zip(sessions, tokens) {
+            guard s.model === lead.model else { throw GemmaError.invalidArgument("sessions of one batch share a model") }
+            guard s.numerics == .float32 else { throw GemmaError.invalidArgument("batched decoding needs .float32 numerics") }
+            guard seen.insert(ObjectIdentifier(s)).inserted else { throw GemmaError.invalidArgument("a session appears twice in a batch") }
+            guard s.position + 1 <= s.capacity else { throw GemmaError.contextFull(capacity: s.capacity) }
+            guard id >= 0, Int(id) < s.config.vocabSize else { throw GemmaError.invalidToken(id) }
+        }
+        lead.decodeRows(sessions, tokens: tokens)
+    }
+
+    /// The batched step, in this (the first) session's scratch memory.
+    private func decodeRows(_ sessions: [GemmaSession], tokens: [Int32]) {
+        let n = sessions.count, c = config
+        if scratch.rows < n { scratch = Scratch(config: c, rows: n, capacity: capacity) }
+        let s = scratch
+        let d = c.hiddenSize, f = c.ffnSize, e = c.headDim, half = e / 2, eps = c.rmsNormEps
+        let qkvWidth = c.qkvRows, hE = c.headCount * e
+        for (r, id) in tokens.enumerated() {
+            if let q = model.tiedEmbedding {
+                q.dequantize(rows: Int(id) ..< Int(id) + 1, into: s.hidden + r * d)
+            } else {
+                model.embedding.copyRow(Int(id), into: s.hidden + r * d)
+            }
+            fillRope(p0: sessions[r].position, rows: 1, thetaScale: thetaScaleLocal, cos: s.cosLocal + r * half, sin: s.sinLocal + r * half)
+            fillRope(p0: sessions[r].position, rows: 1, thetaScale: thetaScaleGlobal, cos: s.cosGlobal + r * half, sin: s.sinGlobal + r * half)
+        }
+        Kernels.scale(s.hidden, count: n * d, by: c.embeddingScale)
+        func observeResidual(_ layer: Int) {
+            for (r, session) in sessions.enumerated() {
+                session.observer?.observeResidual(ActivationRows(layer: layer, positions: session.position ..< session.position + 1,
+                                                                 width: d, base: s.hidden + r * d))
+            }
+        }
+
+        for (l, b) in model.forwardBlocks.enumerated() {
+            observeResidual(l)
+            let global = c.isGlobal(layer: l)
+            let cosT = global ? s.cosGlobal : s.cosLocal, sinT = global ? s.sinGlobal : s.sinLocal
+            b.attentionNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.hidden, rows: n, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
+            }
+            product(b.qkv, dense: model.blocks[l].qkv, rows: n, input: s.normed, output: s.qkv, decoding: true)
+            for (r, session) in sessions.enumerated() {
+                let row = s.qkv + r * qkvWidth
+                session.storeKeyValue(row, block: b, layer: l, position: session.position,
+                                      cos: cosT + r * half, sin: sinT + r * half, exact: false)
+                session.decodeAttention(layer: l, global: global, position: session.position, query: row, out: s.attn + r * hE)
+            }
+            product(b.attentionOutput, dense: model.blocks[l].attentionOutput, rows: n, input: s.attn, output: s.proj, decoding: true)
+            b.postAttentionNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.proj, rows: n, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
+            }
+            Kernels.add(s.proj, into: s.hidden, count: n * d)
+
+            b.ffnNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.hidden, rows: n, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
+            }
+            product(b.gateUp, dense: model.blocks[l].gateUp, rows: n, input: s.normed, output: s.gateUp, decoding: true)
+            Kernels.geluGLU(s.gateUp, rows: n, ffn: f, out: s.act)
+            for (r, session) in sessions.enumerated() where session.observer != nil {
+                session.observer?.observeFFNInput(ActivationRows(layer: l, positions: session.position ..< session.position + 1,
+                                                                 width: f, base: s.act + r * f, tokens: [tokens[r]]))
+            }
+            // The base product for every row (a replacing edit overwrites its row afterwards).
+            product(b.down, dense: model.blocks[l].down, rows: n, input: s.act, output: s.proj, decoding: true)
+            for (r, session) in sessions.enumerated() {
+                if let active = session.activeEdit, active.layer == l {
+                    active.edit.apply(input: s.act + r * f, rows: 1, ffnSize: f, output: s.proj + r * d, hiddenSize: d)
+                }
+            }
+            b.postFFNNorm.withUnsafeBufferPointer { w in
+                Kernels.rmsNorm(s.proj, rows: n, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.proj, outStride: d)
+            }
+            Kernels.add(s.proj, into: s.hidden, count: n * d)
+        }
+        observeResidual(c.blockCount)
+
+        model.outputNorm.withUnsafeBufferPointer { w in
+            Kernels.rmsNorm(s.hidden, rows: n, width: d, stride: d, weight: w.baseAddress!, eps: eps, out: s.normed, outStride: d)
+        }
+        let v = c.vocabSize
+        let out = batchLogits(rows: n)
+        if let q = model.tiedEmbedding {
+            q.matMulT(s.normed, count: n, into: out, threads: model.threads, scratch: quantScratch)
+        } else {
+            model.embedding.matMulT(s.normed, count: n, into: out, threads: model.threads)
+        }
+        for (r, session) in sessions.enumerated() {
+            if session !== self || n > 1 { session.logits.update(from: out + r * v, count: v) }
+            session.position += 1
+            session.logitRowCount = 1
+        }
+    }
+
+    /// [rows, V] logits of a batched step: the session's own buffer for one row, a batch buffer
+    /// (kept, grown on demand) for more.
+    private func batchLogits(rows: Int) -> UnsafeMutablePointer<Float> {
+        if rows == 1 { return logits }
+        if batchLogitRows < rows {
+            batchLogitBuffer?.deallocate()
+            batchLogitBuffer = .allocate(capacity: rows * config.vocabSize)
+            batchLogitRows = rows
+        }
+        return batchLogitBuffer!
+    }
+}
+
+extension GemmaSession {
+    /// One token's attention at `position` (its k and v already cached): one query row per head
+    /// against the cached keys, the heads over the threads. `query` is its q | k | v row.
+    fileprivate func decodeAttention(layer l: Int, global: Bool, position p: Int, query: UnsafePointer<Float>,
+                                     out: UnsafeMutablePointer<Float>) {
+        let c = config, e = c.headDim, kE = c.kvHeadCount * e, group = c.headCount / c.kvHeadCount, scale = c.queryScale
+        let lo = global ? 0 : max(0, p - c.slidingWindow + 1)
+        let n = p - lo + 1
+        let q = SendablePointer(query), o = SendablePointer(out), scoreBase = SendablePointer(scratch.scores)
+        let k = SendablePointer(keyCacheBase(l)), v = SendablePointer(valueCache[l]), stride = Self.attentionTile * capacity
+        Parallel.forEach(c.headCount, threads: n >= 64 ? model.threads : 1) { h in
+            let g = h / group, scores = scoreBase.pointer + h * stride
+            BLAS.gemv(m: n, n: e, alpha: scale, a: k.pointer + lo * kE + g * e, lda: kE, x: q.pointer + h * e, y: scores)
+            Kernels.softmax(scores, count: n)
+            BLAS.gemvT(m: n, n: e, a: v.pointer + lo * kE + g * e, lda: kE, x: scores, y: o.pointer + h * e)
+        }
+    }
+
     /// llama.cpp's attention without flash attention, operation for operation: scores q16·k16,
     /// masked softmax (ggml's soft_max), probabilities to F16, then each output value as a dot
     /// of the transposed F16 V with them; the dots in tinyBLAS's 16-lane order for several query

@@ -49,4 +49,32 @@ public enum GenerationBenchmark {
         return Result(promptTokens: promptIDs.count, decodeTokens: decodeTokens, threads: model.threads,
                       prefillSeconds: median(prefill), decodeSeconds: median(decode))
     }
+
+    /// Decode tokens/s of `sequences` sequences decoded together (`GemmaSession.decode`), each
+    /// after its own prefill of `promptIDs`: total generated tokens / seconds of the decode
+    /// loop, the median of `runs` runs after a warm-up.
+    public static func batchedDecode(model: GemmaModel, promptIDs: [Int32], sequences n: Int, decodeTokens: Int = 64,
+                                     runs: Int = 3) throws -> Double {
+        precondition(!promptIDs.isEmpty && n > 0 && runs > 0)
+        let sessions = (0..<n).map { _ in model.makeSession(capacity: promptIDs.count + decodeTokens + 1) }
+        func once(decode steps: Int) throws -> Double {
+            var next: [Int32] = []
+            for s in sessions {
+                s.reset()
+                let logits = try s.prefill(promptIDs)
+                next.append(Int32(Kernels.argmax(logits, count: logits.count)))
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<steps {
+                try GemmaSession.decode(sessions, tokens: next)
+                for (i, s) in sessions.enumerated() {
+                    next[i] = s.withLastLogits { Int32(Kernels.argmax($0.baseAddress!, count: $0.count)) }
+                }
+            }
+            return Double(n * steps) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        _ = try once(decode: min(decodeTokens, 4))
+        let rates = try (0..<runs).map { _ in try once(decode: decodeTokens) }
+        return rates.sorted()[runs / 2]
+    }
 }

@@ -128,13 +128,6 @@ public struct QuantizedMatrix: @unchecked Sendable {
         }
     }
 
-    /// All values as a dense matrix.
-    public func dense() -> Matrix {
-        var values = [Float](repeating: 0, count: rows * cols)
-        values.withUnsafeMutableBufferPointer { dequantize(rows: 0..<rows, into: $0.baseAddress!) }
-        return Matrix(rows: rows, cols: cols, values: values)
-    }
-
     /// Y[n, rows] = X[n, cols] · Wᵀ for a single-part Q8_0 matrix, Float32 inputs unrounded
     /// (the tied output projection of a prompt's rows); rows split over `threads`.
     public func matMulTFloatQ8_0(_ x: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>, threads: Int,
@@ -197,12 +190,9 @@ public enum QuantizedKernels {
         public var isSupported: Bool { scen_kernels_supported(rawValue) != 0 }
     }
 
-    /// The path in use: the best this CPU supports unless `select` chose another.
+    /// The path in use: the best this CPU supports, or the one the environment variable
+    /// SCEN_KERNELS names ("portable", "avx2", "avx512", "avx512-vnni") if the CPU has it.
     public static var current: Path { Path(rawValue: scen_kernels_path()) ?? .portable }
-
-    /// Uses `path` from now on; false (and no change) if the CPU lacks it.
-    @discardableResult
-    public static func select(_ path: Path) -> Bool { scen_kernels_select(path.rawValue) == 0 }
 
     /// The best supported path.
     public static var best: Path { Path.allCases.last { $0.isSupported } ?? .portable }
