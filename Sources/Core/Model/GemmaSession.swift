@@ -106,7 +106,11 @@ public final class GemmaSession {
     private func allocateTransposedValues() {
         guard valueCacheT.isEmpty else { return }
         let kv = capacity * config.kvHeadCount * config.headDim
-        valueCacheT = (0..<config.blockCount).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: kv) }
+        // Zeroed: ggml's 16-lane dot products may read a few cells past the last position
+        // (with zero weight), which must not hold NaN.
+        valueCacheT = (0..<config.blockCount).map { _ in
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: kv); p.initialize(repeating: 0, count: kv); return p
+        }
     }
 
     /// Empties the cache and drops the active edit.
