@@ -7,6 +7,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -101,4 +104,10 @@ void scen_parallel_for(int count, int threads, scen_task_fn fn, void *context) {
     run_indices(gen);
     while (atomic_load_explicit(&done_count, memory_order_acquire) < count) CPU_RELAX();
     pthread_mutex_unlock(&submit);
+}
+
+void scen_return_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }

@@ -56,6 +56,9 @@ public final class LiveEdits: EditRouting, @unchecked Sendable {
         let pool = try NegativePool.shared(model: model, tokenizer: tokenizer, layer: hyperparameters.layer, pooling: hyperparameters.keyPooling) { done, total in
             if done == total || done % 100 == 0 { logger.info("key statistics", metadata: ["done": "\(done)", "total": "\(total)"]) }
         }
+        // The statistics ran the training forward (Float32 blocks, F16 embedding); serving needs
+        // neither, so their ≈ 735 MB go back.
+        model.releaseTrainingCopies()
         empty = EditIndex(hyperparameters: hyperparameters, pool: pool, ffnSize: model.config.ffnSize)
         builder = RoutingTableBuilder(empty: empty, hyperparameters: hyperparameters, ffnSize: model.config.ffnSize,
                                       hiddenSize: model.config.hiddenSize)

@@ -82,6 +82,9 @@ typedef void (*scen_task_fn)(void *context, int index);
 /// done. One job runs at a time: a caller that finds the pool busy runs its whole job itself.
 void scen_parallel_for(int count, int threads, scen_task_fn fn, void *context);
 
+/// Returns memory that malloc keeps after frees to the system (glibc's malloc_trim; no-op elsewhere).
+void scen_return_free_memory(void);
+
 #ifdef __cplusplus
 }
 #endif

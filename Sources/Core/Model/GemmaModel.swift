@@ -35,6 +35,7 @@
 // greedy continuations are equal: the model is chaotic at the bit level, and llama.cpp's own
 // logits move by up to 1.6 when only its summation order changes (tools/llama_self_agreement.py).
 
+import CQuantKernels
 import Foundation
 
 /// How a Gemma model does its arithmetic (see the top of this file).
@@ -202,8 +203,11 @@ final class Lazy<Value: Sendable>: @unchecked Sendable {
     private var stored: Value?
     private let make: @Sendable () -> Value
 
-    init(_ make: @escaping @Sendable () -> Value) { self.make = make }
-    init(value: Value) { stored = value; make = { value } }
+    /// Whether `release()` may drop the value (false for given values: nothing would be freed).
+    private let releasable: Bool
+
+    init(_ make: @escaping @Sendable () -> Value) { self.make = make; releasable = true }
+    init(value: Value) { stored = value; make = { value }; releasable = false }
 
     var value: Value {
         lock.lock()
@@ -212,6 +216,15 @@ final class Lazy<Value: Sendable>: @unchecked Sendable {
         let v = make()
         stored = v
         return v
+    }
+
+    /// Drops a computed value (its memory is freed once no caller holds it); the next `value`
+    /// computes it again.
+    func release() {
+        guard releasable else { return }
+        lock.lock()
+        stored = nil
+        lock.unlock()
     }
 
     /// Whether `value` has been computed.
@@ -289,6 +302,16 @@ public final class GemmaModel: Sendable {
     public var embedding: HalfMatrix { halfEmbedding.value }
     /// Whether the dense Float32 block weights are in memory (then prompts use them directly).
     var hasDenseBlocks: Bool { denseBlocks.isLoaded }
+
+    /// Frees the Float32 blocks and the Float16 embedding of a file model (≈ 735 MB) once a
+    /// serving process is done with the training passes it ran at start (the router's key
+    /// statistics); they are made again if anything needs them. No effect on in-memory models.
+    public func releaseTrainingCopies() {
+        denseBlocks.release()
+        halfEmbedding.release()
+        // Many of those arrays came from malloc's heap, which keeps freed memory unless trimmed.
+        scen_return_free_memory()
+    }
     /// The block matrices as `Int8BlockMatrix` (`.llamaCppCompatible`); empty for in-memory models.
     var quantizedBlocks: [Int8BlockWeights] { int8Weights.value.blocks }
     /// token_embd as `Int8BlockMatrix` when supported (`.llamaCppCompatible`).
