@@ -148,7 +148,7 @@ struct Int8BlockWeights: Sendable {
     init(file: GGUFFile, layer i: Int, config c: GemmaConfig) throws {
         let w = WeightReader(file: file, prefix: "blk.\(i).")
         func stack(_ names: [(String, Int)], cols: Int) throws -> Int8BlockMatrix? {
-            Int8BlockMatrix(stacking: try names.map { try w.part($0.0, rows: $0.1, cols: cols) }, cols: cols)
+            Int8BlockMatrix(stacking: try w.parts(names, cols: cols), cols: cols)
         }
         let d = c.hiddenSize, e = c.headDim, f = c.ffnSize, qRows = c.headCount * e, kvRows = c.kvHeadCount * e
         qkv = try stack([("attn_q", qRows), ("attn_k", kvRows), ("attn_v", kvRows)], cols: d)
@@ -177,7 +177,7 @@ struct ForwardBlock: Sendable {
         let d = c.hiddenSize, e = c.headDim, f = c.ffnSize, qRows = c.headCount * e, kvRows = c.kvHeadCount * e
         let w = WeightReader(file: file, prefix: "blk.\(i).")
         func stack(_ names: [(String, Int)], cols: Int) throws -> QuantizedMatrix? {
-            QuantizedMatrix(stacking: try names.map { try w.part($0.0, rows: $0.1, cols: cols) }, cols: cols, owner: file)
+            QuantizedMatrix(stacking: try w.parts(names, cols: cols), cols: cols, owner: file)
         }
         attentionNorm = try w.vector("attn_norm", d)
         queryNorm = try w.vector("attn_q_norm", e)
@@ -256,6 +256,11 @@ private struct WeightReader {
         guard let start = file.checkedDataStart(of: t) else { throw GGUFError.tensorOutOfBounds(name: t.name) }
         guard Dequantizer.kernel(for: t.type) != nil else { throw GGUFError.unsupportedQuantization(t.type) }
         return (t.type, rows, start)
+    }
+
+    /// Tensors of `cols` columns to stack, as (name, rows) pairs: their `part`s in order.
+    func parts(_ names: [(String, Int)], cols: Int) throws -> [(type: GGMLType, rows: Int, data: UnsafeRawPointer)] {
+        try names.map { try part($0.0, rows: $0.1, cols: cols) }
     }
 
     /// A [n] vector.

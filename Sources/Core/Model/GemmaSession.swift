@@ -150,7 +150,8 @@ public final class GemmaSession {
         return Array(UnsafeBufferPointer(start: logits, count: config.vocabSize))
     }
 
-    /// Runs one token; its logits stay in the session (`withLastLogits`). Allocation-free.
+    /// Runs one token; its logits stay in the session (`withLastLogits`). In `.float32` this is
+    /// `decode(_:tokens:)` with one session (a one-element batch array per token).
     public func decodeInPlace(_ id: Int32) throws {
         decodeInput[0] = id
         if numerics == .float32 {
@@ -558,11 +559,12 @@ extension GemmaSession {
             throw GemmaError.invalidArgument("\(sessions.count) sessions for \(tokens.count) tokens")
         }
         guard let lead = sessions.first else { return }
-        var seen = Set<ObjectIdentifier>()
+        if sessions.count > 1, Set(sessions.map(ObjectIdentifier.init)).count < sessions.count {
+            throw GemmaError.invalidArgument("a session appears twice in a batch")
+        }
         for (s, id) in zip(sessions, tokens) {
             guard s.model === lead.model else { throw GemmaError.invalidArgument("sessions of one batch share a model") }
             guard s.numerics == .float32 else { throw GemmaError.invalidArgument("batched decoding needs .float32 numerics") }
-            guard seen.insert(ObjectIdentifier(s)).inserted else { throw GemmaError.invalidArgument("a session appears twice in a batch") }
             guard s.position + 1 <= s.capacity else { throw GemmaError.contextFull(capacity: s.capacity) }
             guard id >= 0, Int(id) < s.config.vocabSize else { throw GemmaError.invalidToken(id) }
         }

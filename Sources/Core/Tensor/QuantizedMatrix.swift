@@ -51,9 +51,6 @@ public struct QuantizedMatrix: @unchecked Sendable {
         self.owner = owner
     }
 
-    /// Bytes of weights read by one product.
-    public var byteCount: Int { parts.reduce(0) { $0 + $1.rows * $1.rowBytes } }
-
     /// Y[n, rows] = round8(X[n, cols]) · Wᵀ (row stride of Y: `rows`), the rows of every part
     /// split evenly over `threads`. `path` forces an implementation (tests); it must be supported.
     public func matMulT(_ x: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>,
