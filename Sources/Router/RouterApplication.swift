@@ -136,15 +136,6 @@ enum StreamEvent: Sendable {
     case failed(String)
 }
 
-/// Set once, read from any thread.
-private final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var set = false
-    var isSet: Bool { lock.withLock { set } }
-    /// Sets it; true the first time.
-    func raise() -> Bool { lock.withLock { defer { set = true }; return !set } }
-}
-
 /// A generation streamed as Server-Sent Events (`data: {json}` per chunk, then `data: [DONE]`).
 /// Errors before the prompt is read (queue full, prompt too long) are HTTP errors as without
 /// streaming; one after it ends the stream with `data: {"error": {"message"}}` and no [DONE]. A

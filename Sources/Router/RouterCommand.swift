@@ -25,11 +25,17 @@ struct RouterCommand: AsyncParsableCommand {
     @Option(help: "Threads per forward pass.")
     var threads = 2
 
-    @Option(help: "Generations run at once (each uses --threads).")
-    var workers = 1
+    @Option(help: "Sequences generated at once in one continuous batch (each holds a KV cache of --context tokens).")
+    var maxSequences = 16
 
-    @Option(help: "Requests that may wait for a worker; more are refused with 429.")
+    @Option(help: "Requests that may wait for a sequence slot; more are refused with 429.")
     var queueLimit = 64
+
+    @Option(help: "KV cache tokens per sequence: prompt plus answer.")
+    var context = 2048
+
+    @Option(help: "Prompt tokens read per engine step (a long prompt is read in chunks between decode steps).")
+    var prefillChunk = 64
 
     @Option(help: "Upper bound on max_tokens per request.")
     var maxTokensCap = 256
@@ -67,7 +73,8 @@ struct RouterCommand: AsyncParsableCommand {
 
         // Load the model, the negative pool's key statistics and the active edits off the
         // event loops; /readyz turns 200 when all are in.
-        let (threads, workers, queueLimit, cap) = (self.threads, self.workers, self.queueLimit, self.maxTokensCap)
+        let (threads, slots, queueLimit, cap) = (self.threads, self.maxSequences, self.queueLimit, self.maxTokensCap)
+        let (context, prefillChunk) = (self.context, self.prefillChunk)
         let reservoir = max(0, trafficReservoir ?? env["SCEN_TRAFFIC_RESERVOIR"].flatMap(Int.init) ?? 1000)
         Thread.detachNewThread { [logger] in
             do {
@@ -75,8 +82,8 @@ struct RouterCommand: AsyncParsableCommand {
                 let file = try GGUFFile(path: modelPath)
                 let tokenizer = try GemmaTokenizer(gguf: file)
                 let gemma = try GemmaModel(file: file, threads: threads)
-                state.inference = InferenceService(model: gemma, tokenizer: tokenizer, workers: workers,
-                                                   queueLimit: queueLimit, maxTokensCap: cap)
+                state.inference = InferenceService(model: gemma, tokenizer: tokenizer, maxSequences: slots, queueLimit: queueLimit,
+                                                   maxTokensCap: cap, context: context, prefillChunk: prefillChunk, metrics: metrics)
                 logger.info("model loaded", metadata: ["path": "\(modelPath)", "seconds": "\(Date().timeIntervalSince(start))"])
                 let table = try LiveEdits(model: gemma, tokenizer: tokenizer, hyperparameters: hp, reservoir: reservoir, logger: logger)
                 // PostgreSQL may be away (restarting, failing over, not up yet): wait for it,

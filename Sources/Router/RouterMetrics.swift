@@ -1,6 +1,6 @@
 // The router's Prometheus metrics, recorded through swift-metrics into Storage's
 // PrometheusMetricsFactory like the pipeline services': requests by path and status, latency
-// histogram, time to first token and between tokens, tokens, expert hit rate, rejections, queued requests and edits loaded. Each
+// histogram, time to first token and between tokens, tokens, expert hit rate, rejections, queued requests, active sequences, decode batch sizes and edits loaded. Each
 // router owns its factory (tests run several routers in one process).
 import Foundation
 import Hummingbird
@@ -20,6 +20,8 @@ public final class RouterMetrics: Sendable {
     private let tokens: Counter
     private let rejections: Counter
     private let queued: Gauge
+    private let activeSequences: Gauge
+    private let batchSize: Recorder
     private let editsLoaded: Gauge
     private let editsUnroutable: Gauge
 
@@ -39,7 +41,10 @@ public final class RouterMetrics: Sendable {
         hitRatio = f.gauge("scen_router_expert_hit_ratio", help: "Share of generations in which an expert was applied.")
         tokens = f.counter("scen_router_generated_tokens_total", help: "Tokens generated.")
         rejections = f.counter("scen_router_rejected_total", help: "Requests refused with 429 because the queue was full.")
-        queued = f.gauge("scen_router_queued_requests", help: "Requests waiting for a worker.")
+        queued = f.gauge("scen_router_queued_requests", help: "Requests waiting for a sequence slot.")
+        activeSequences = f.gauge("scen_router_active_sequences", help: "Sequences being read or generated (at most --max-sequences).")
+        f.describe("scen_router_batch_size", help: "Sequences in each batched decode step.", buckets: [1, 2, 4, 8, 12, 16, 24, 32, 48, 64])
+        batchSize = Recorder(label: "scen_router_batch_size", factory: f)
         editsLoaded = f.gauge("scen_router_edits_loaded", help: "Active edits in the routing table.")
         editsUnroutable = f.gauge("scen_router_edits_unroutable",
                                   help: "Active edits left out of the routing table: unreadable expert or neuron, wrong shape, other routing key.")
@@ -62,12 +67,15 @@ public final class RouterMetrics: Sendable {
 
     func recordRejection() { rejections.increment() }
 
+    func recordBatch(size: Int) { batchSize.record(size) }
+
     func render(state: RouterState) -> String {
         editsLoaded.record(state.edits?.activeCount ?? 0)
         editsUnroutable.record(state.edits?.unroutableCount ?? 0)
         let done = factory.value(generations.label)
         hitRatio.record(done > 0 ? factory.value(expertHits.label) / done : 0)
         queued.record(state.inference?.queued ?? 0)
+        activeSequences.record(state.inference?.active ?? 0)
         return factory.render()
     }
 

@@ -9,14 +9,16 @@ import Router
 
 @Suite("Router HTTP (real model)", .enabled(if: ModelTestEnvironment.enabled), .serialized)
 struct RouterHTTPTests {
-    func makeApp(workers: Int = 1, queueLimit: Int = 8, cap: Int = 64, ready: Bool = true) throws -> some ApplicationProtocol {
+    func makeApp(slots: Int = 1, queueLimit: Int = 8, cap: Int = 64, ready: Bool = true) throws -> some ApplicationProtocol {
         let (model, tokenizer) = (try ModelTestEnvironment.model.get(), try ModelTestEnvironment.tokenizer.get())
         let state = RouterState(modelName: "gemma-3-270m", defaultMaxTokens: 8)
+        let metrics = RouterMetrics()
         if ready {
-            state.inference = InferenceService(model: model, tokenizer: tokenizer, workers: workers, queueLimit: queueLimit, maxTokensCap: cap)
+            state.inference = InferenceService(model: model, tokenizer: tokenizer, maxSequences: slots, queueLimit: queueLimit, maxTokensCap: cap,
+                                               context: 4096, metrics: metrics)
             state.edits = NoActiveEdits()
         }
-        return Application(router: buildRouter(state: state, metrics: RouterMetrics()))
+        return Application(router: buildRouter(state: state, metrics: metrics))
     }
 
     func json(_ buffer: ByteBuffer) throws -> [String: Any] {
@@ -142,11 +144,11 @@ struct RouterHTTPTests {
         }
     }
 
-    /// A client that goes away mid-stream frees the worker at the next token: with one worker and
-    /// no queue, a 3,000-token stream cut after a second leaves room for the next request long
+    /// A client that goes away mid-stream frees its sequence slot at the next token: with one slot
+    /// and no queue, a 3,000-token stream cut after a second leaves room for the next request long
     /// before it could have finished.
-    @Test func aDisconnectedStreamFreesItsWorker() async throws {
-        try await makeApp(workers: 1, queueLimit: 0, cap: 3000).test(.live) { client in
+    @Test func aDisconnectedStreamFreesItsSlot() async throws {
+        try await makeApp(slots: 1, queueLimit: 0, cap: 3000).test(.live) { client in
             let port = try #require(client.port)
             _ = try? curl(["-sN", "--max-time", "1", "-X", "POST", "--data",
                            #"{"prompt": "Tell me a very long story", "max_tokens": 3000, "stream": true}"#,
@@ -159,7 +161,7 @@ struct RouterHTTPTests {
                 if status == .ok { break }
                 try await Task.sleep(for: .milliseconds(200))
             }
-            #expect(status == .ok, "the cancelled stream still holds the only worker")
+            #expect(status == .ok, "the cancelled stream still holds the only slot")
         }
     }
 
@@ -184,7 +186,7 @@ struct RouterHTTPTests {
     }
 
     @Test func aFullQueueAnswers429() async throws {
-        try await makeApp(workers: 1, queueLimit: 1).test(.router) { client in
+        try await makeApp(slots: 1, queueLimit: 1).test(.router) { client in
             let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
                 for _ in 0..<6 {
                     group.addTask {
@@ -219,6 +221,8 @@ struct RouterHTTPTests {
                 #expect(text.contains("scen_router_time_to_first_token_seconds_count 2"))
                 #expect(text.contains("scen_router_inter_token_seconds_count 1"), "one generation had more than one token")
                 #expect(text.contains("scen_router_edits_loaded 0"))
+                #expect(text.contains("scen_router_batch_size_count 2"), "one decode step of one row, from the 3-token answer")
+                #expect(text.contains("scen_router_queued_requests 0") && text.contains("scen_router_active_sequences 0"))
             }
         }
     }

@@ -141,7 +141,7 @@ struct EndToEndTests {
         Thread.detachNewThread { live.follow(url: url) }
         defer { live.stop() }
         let state = RouterState(modelName: "gemma", defaultMaxTokens: 8)
-        state.inference = InferenceService(model: model, tokenizer: tokenizer, workers: 1, queueLimit: 8, maxTokensCap: 32)
+        state.inference = InferenceService(model: model, tokenizer: tokenizer, maxSequences: 4, queueLimit: 8, maxTokensCap: 32)
         state.edits = live
         let app = Application(router: buildRouter(state: state, metrics: RouterMetrics(), database: Database(url: url),
                                                   adminToken: "e2e-token"))
@@ -216,7 +216,7 @@ struct EndToEndTests {
         Thread.detachNewThread { live.follow(url: url, trafficFlush: 0.5) }
         defer { live.stop() }
         let state = RouterState(modelName: "gemma", defaultMaxTokens: 2)
-        state.inference = InferenceService(model: model, tokenizer: tokenizer, workers: 1, queueLimit: 8, maxTokensCap: 8)
+        state.inference = InferenceService(model: model, tokenizer: tokenizer, maxSequences: 4, queueLimit: 8, maxTokensCap: 8)
         state.edits = live
         let app = Application(router: buildRouter(state: state, metrics: RouterMetrics(), database: Database(url: url),
                                                   adminToken: "blast-token"))

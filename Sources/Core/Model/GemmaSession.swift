@@ -144,6 +144,13 @@ public final class GemmaSession {
         return logitRows.indices.map { Array(UnsafeBufferPointer(start: logits + $0 * v, count: v)) }
     }
 
+    /// Runs `ids` like `prefill(_:editor:)` but keeps the logits of the last one in the session
+    /// (`withLastLogits`), or computes none when `logits` is false (an early chunk of a prompt
+    /// read in several calls).
+    public func prefillInPlace(_ ids: [Int32], editor: (any DownProjectionEditor)? = nil, logits: Bool = true) throws {
+        try run(ids, outputRows: logits ? [ids.count - 1] : [], editor: editor)
+    }
+
     /// Runs one token and returns its logits [V].
     public func decode(_ id: Int32) throws -> [Float] {
         try decodeInPlace(id)
@@ -604,10 +611,21 @@ extension GemmaSession {
             }
             product(b.qkv, dense: model.blocks[l].qkv, rows: n, input: s.normed, output: s.qkv, decoding: true)
             for (r, session) in sessions.enumerated() {
-                let row = s.qkv + r * qkvWidth
-                session.storeKeyValue(row, block: b, layer: l, position: session.position,
+                session.storeKeyValue(s.qkv + r * qkvWidth, block: b, layer: l, position: session.position,
                                       cos: cosT + r * half, sin: sinT + r * half, exact: false)
-                session.decodeAttention(layer: l, global: global, position: session.position, query: row, out: s.attn + r * hE)
+            }
+            if n == 1 {
+                decodeAttention(layer: l, global: global, position: position, query: s.qkv, out: s.attn)
+            } else {
+                // Every (sequence, head) pair of the batch in one parallel job, each in its own
+                // session's score buffer: the same arithmetic per head as alone.
+                let heads = c.headCount, qkv = SendablePointer(s.qkv), attn = SendablePointer(s.attn)
+                nonisolated(unsafe) let sessions = sessions  // each job touches its own session's scores
+                Parallel.forEach(n * heads, threads: model.threads) { job in
+                    let r = job / heads, session = sessions[r]
+                    session.attendHead(job % heads, layer: l, global: global, position: session.position,
+                                       query: qkv.pointer + r * qkvWidth, out: attn.pointer + r * hE)
+                }
             }
             product(b.attentionOutput, dense: model.blocks[l].attentionOutput, rows: n, input: s.attn, output: s.proj, decoding: true)
             b.postAttentionNorm.withUnsafeBufferPointer { w in
@@ -673,17 +691,24 @@ extension GemmaSession {
     /// against the cached keys, the heads over the threads. `query` is its q | k | v row.
     fileprivate func decodeAttention(layer l: Int, global: Bool, position p: Int, query: UnsafePointer<Float>,
                                      out: UnsafeMutablePointer<Float>) {
-        let c = config, e = c.headDim, kE = c.kvHeadCount * e, group = c.headCount / c.kvHeadCount, scale = c.queryScale
+        let n = p - (global ? 0 : max(0, p - config.slidingWindow + 1)) + 1
+        let q = SendablePointer(query), o = SendablePointer(out)
+        nonisolated(unsafe) let session = self  // each head writes its own rows of the score buffer
+        Parallel.forEach(config.headCount, threads: n >= 64 ? model.threads : 1) { h in
+            session.attendHead(h, layer: l, global: global, position: p, query: q.pointer, out: o.pointer)
+        }
+    }
+
+    /// Head h of one token's attention (see `decodeAttention`), in this session's score buffer.
+    fileprivate func attendHead(_ h: Int, layer l: Int, global: Bool, position p: Int, query: UnsafePointer<Float>,
+                                out: UnsafeMutablePointer<Float>) {
+        let c = config, e = c.headDim, kE = c.kvHeadCount * e, g = h / (c.headCount / c.kvHeadCount)
         let lo = global ? 0 : max(0, p - c.slidingWindow + 1)
         let n = p - lo + 1
-        let q = SendablePointer(query), o = SendablePointer(out), scoreBase = SendablePointer(scratch.scores)
-        let k = SendablePointer(keyCacheBase(l)), v = SendablePointer(valueCache[l]), stride = Self.attentionTile * capacity
-        Parallel.forEach(c.headCount, threads: n >= 64 ? model.threads : 1) { h in
-            let g = h / group, scores = scoreBase.pointer + h * stride
-            BLAS.gemv(m: n, n: e, alpha: scale, a: k.pointer + lo * kE + g * e, lda: kE, x: q.pointer + h * e, y: scores)
-            Kernels.softmax(scores, count: n)
-            BLAS.gemvT(m: n, n: e, a: v.pointer + lo * kE + g * e, lda: kE, x: scores, y: o.pointer + h * e)
-        }
+        let scores = scratch.scores + h * Self.attentionTile * capacity
+        BLAS.gemv(m: n, n: e, alpha: c.queryScale, a: keyCacheBase(l) + lo * kE + g * e, lda: kE, x: query + h * e, y: scores)
+        Kernels.softmax(scores, count: n)
+        BLAS.gemvT(m: n, n: e, a: valueCache[l] + lo * kE + g * e, lda: kE, x: scores, y: out + h * e)
     }
 
     /// llama.cpp's attention without flash attention, operation for operation: scores q16·k16,

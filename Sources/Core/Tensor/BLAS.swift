@@ -89,19 +89,24 @@ public enum BLAS {
             return
         }
         let (parts, per) = linearSplit(rows: t, inputWidth: inputWidth, outputWidth: outputWidth, threads: threads)
-        if parts <= 1 {
-            gemmNT(m: t, n: outputWidth, k: inputWidth, a: x, lda: inputWidth,
-                   b: w, ldb: inputWidth, beta: beta, c: y, ldc: outputWidth)
-            return
-        }
         let xs = SendablePointer(x), ws = SendablePointer(w), ys = SendablePointer(y)
-        Parallel.forEach(parts) { p in
+        let tile = linearTile(rows: t, per: per)
+        let body: @Sendable (Int) -> Void = { p in
             let lo = p * per, hi = min(outputWidth, lo + per)
-            guard lo < hi else { return }
-            gemmNT(m: t, n: hi - lo, k: inputWidth, a: xs.pointer, lda: inputWidth,
-                   b: ws.pointer + lo * inputWidth, ldb: inputWidth, beta: beta, c: ys.pointer + lo, ldc: outputWidth)
+            for c in stride(from: lo, to: hi, by: tile) {
+                gemmNT(m: t, n: min(hi, c + tile) - c, k: inputWidth, a: xs.pointer, lda: inputWidth,
+                       b: ws.pointer + c * inputWidth, ldb: inputWidth, beta: beta, c: ys.pointer + c, ldc: outputWidth)
+            }
         }
+        Parallel.forEach(parts, body)
     }
+
+    /// Output columns per sgemm call within a part of `linear`'s split. With few input rows the
+    /// weights are most of the work, and the quantised path (`QuantizedMatrix.matMulTDequantized`)
+    /// decodes them tile by tile into a buffer that stays in L2 rather than a whole part at once
+    /// (a short prompt's prefill was mostly memory traffic); the dense path calls sgemm on the
+    /// same tiles, so both give the same bits.
+    static func linearTile(rows t: Int, per: Int) -> Int { t <= 64 ? min(per, 128) : per }
 
     /// How `linear` splits a product over threads: `parts` blocks of `per` outputs (a multiple
     /// of 16; the last block may be shorter), one part when the product is small.

@@ -75,7 +75,9 @@ public struct QuantizedMatrix: @unchecked Sendable {
         let body: @Sendable (Int) -> Void = { p in
             for part in parts {
                 let t = Int32(part.type.rawValue)
-                let lo = part.rows * p / work, hi = part.rows * (p + 1) / work
+                // Split at multiples of 8: the kernels take Q8_0/Q5_0 rows in groups of eight
+                // from the start of each share, so a row's group never depends on the split.
+                let lo = part.rows * p / work / 8 * 8, hi = p == work - 1 ? part.rows : part.rows * (p + 1) / work / 8 * 8
                 guard lo < hi else { continue }
                 let offset = offsets.first { $0.blockValues == scen_qtype_block_values(t) }!.offset
                 scen_gemv_on(kernelPath, t, part.data.pointer + lo * part.rowBytes, part.rowBytes, Int32(hi - lo), Int32(cols),
@@ -86,7 +88,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
     }
 
     /// Y[n, rows] = X[n, cols] · Wᵀ in Float32 (the exact stored weights, unrounded inputs):
-    /// each thread dequantises its rows and calls sgemm, with `BLAS.linear`'s split.
+    /// each thread dequantises its rows (a tile at a time, `BLAS.linearTile`) and calls sgemm,
+    /// with `BLAS.linear`'s split and tiles, so the bits are the dense product's.
     public func matMulTDequantized(_ x: UnsafePointer<Float>, count t: Int, into y: UnsafeMutablePointer<Float>,
                                    threads: Int, scratch: QuantizedProductScratch) {
         guard t > 0 else { return }
@@ -97,17 +100,20 @@ public struct QuantizedMatrix: @unchecked Sendable {
             return
         }
         let split = BLAS.linearSplit(rows: t, inputWidth: cols, outputWidth: rows, threads: threads)
+        let tile = BLAS.linearTile(rows: t, per: split.per)
         let panels = (0..<split.parts).map { p in
-            SendablePointer(scratch.panel(p, count: max(0, min(rows, (p + 1) * split.per) - p * split.per) * cols))
+            SendablePointer(scratch.panel(p, count: max(0, min(rows, p * split.per + tile) - p * split.per) * cols))
         }
         let xs = SendablePointer(x), ys = SendablePointer(y)
         let body: @Sendable (Int) -> Void = { p in
             let lo = p * split.per, hi = min(rows, lo + split.per)
-            guard lo < hi else { return }
             let w = panels[p].pointer
-            dequantize(rows: lo..<hi, into: w)
-            BLAS.gemmNT(m: t, n: hi - lo, k: cols, a: xs.pointer, lda: cols, b: w, ldb: cols, beta: 0,
-                        c: ys.pointer + lo, ldc: rows)
+            for c in stride(from: lo, to: hi, by: tile) {
+                let end = min(hi, c + tile)
+                dequantize(rows: c..<end, into: w)
+                BLAS.gemmNT(m: t, n: end - c, k: cols, a: xs.pointer, lda: cols, b: w, ldb: cols, beta: 0,
+                            c: ys.pointer + c, ldc: rows)
+            }
         }
         Parallel.forEach(split.parts, body)
     }
