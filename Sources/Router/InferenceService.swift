@@ -1,9 +1,9 @@
 // Generation for HTTP requests with continuous batching: one engine thread runs every
-// forward pass. Each step it reads the next chunk of the waiting prompts (at most
-// `prefillChunk` tokens in all, so a long prompt never stalls the others for long), then
-// advances every sequence past its prompt by one token in one batched decode step (each weight
-// block read once for all rows; each row carries its own KV cache and its own expert, or
-// none). Sequences join and leave the batch at token boundaries. Sequence slots are fixed at
+// forward pass. Each step it reads the next chunk of a waiting prompt (at most `prefillChunk`
+// tokens, so a long prompt never stalls the others for long; several prompts while nothing is
+// generating), then advances every sequence past its prompt by one token in one batched
+// decode step (each weight block read once for all rows; each row carries its own KV cache and
+// its own expert, or none). Sequences join and leave the batch at token boundaries. Sequence slots are fixed at
 // start (`maxSequences` sessions, KV caches of `context` tokens each); a request beyond them
 // waits, and beyond `queueLimit` waiting ones it is refused at once (HTTP 429). Greedy by
 // default; sampling, stop strings and streaming (text handed out as it settles) on request.
@@ -186,14 +186,18 @@ public final class InferenceService: @unchecked Sendable {
 
     private func step(_ running: [Sequence]) {
         for s in running where s.cancelled.isSet { s.complete(.failure(CancellationError())) }
-        // Prompts first, in arrival order, up to the chunk budget.
+        // Prompts first, in arrival order, up to the chunk budget; while other sequences are
+        // generating, one prompt chunk per step (each prompt call costs a pass over the weights,
+        // and every generating sequence waits for it).
         var budget = prefillChunk
+        let generating = running.contains { !$0.finished && !$0.reading }
         for s in running where !s.finished && s.reading && budget > 0 {
             do {
                 budget -= try s.readPrompt(upTo: budget)
             } catch {
                 s.complete(.failure(error))
             }
+            if generating { break }
         }
         // Then one token for every sequence past its prompt.
         let batch = running.filter { !$0.finished && !$0.reading }
