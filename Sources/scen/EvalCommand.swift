@@ -10,7 +10,9 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Apply T edits sequentially (SCEN, FT-L or none) and report reliability, generality, locality.")
 
-    @Option(help: "JSONL benchmark file (ZsRE or CounterFact format).") var data: String
+    @Option(help: "qa (ZsRE or CounterFact, one JSONL file) | hallucination (long-form passages, a folder).")
+    var benchmark: Benchmark = .qa
+    @Option(help: "JSONL benchmark file (ZsRE or CounterFact format), or the hallucination folder.") var data: String
     @Option(help: "Number of edits T (the first T cases after --offset).") var limit: Int = 100
     @Option(help: "Cases to skip first.") var offset: Int = 0
     @Option(help: "scen | ft | none") var method: EditMethod = .scen
@@ -25,6 +27,8 @@ struct EvalCommand: ParsableCommand {
     var traffic: String?
     @Option(name: .customLong("same-format"), help: "Same-format locality prompts to measure (ZsRE).") var sameFormat: Int = 500
     @Option(help: "Prompts in the simulated traffic reservoir (negatives and blast radius; never measured).") var reservoir: Int = 1000
+    @Option(help: "Hallucination: kept passages measured (hall_accurates.json; default all).") var kept: Int?
+    @Option(help: "Hallucination: OpenWebText passages measured (default all).") var owt: Int?
     @OptionGroup var model: ModelOptions
     @Option(help: "SCENHyperparameters as JSON (a file path or inline JSON); flags below override it.") var config: String?
     @Option(help: "Edit layer L.") var layer: Int?
@@ -88,7 +92,10 @@ struct EvalCommand: ParsableCommand {
         return hp
     }
 
+    enum Benchmark: String, ExpressibleByArgument { case qa, hallucination }
+
     func run() throws {
+        if benchmark == .hallucination { return try runPassages() }
         let hp = try hyperparameters()
         let all = try EditBenchmark.load(path: data)
         let cases = Array(all.dropFirst(offset).prefix(limit))
@@ -102,6 +109,32 @@ struct EvalCommand: ParsableCommand {
                                             traffic: drawn)
         evaluation.progress = status
         var result = try evaluation.run(evalEvery: evalEvery, sweepTheta: sweepTheta, evalSample: evalSample)
+        result.data = data
+        stderr.write(Data("\n".utf8))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = try encoder.encode(result)
+        if let report { try json.write(to: URL(fileURLWithPath: report)) }
+        print(String(decoding: json, as: UTF8.self))
+    }
+}
+
+extension EvalCommand {
+    /// The long-form benchmark: T passage edits from --offset, the unedited passages after them
+    /// as the traffic reservoir, kept and OpenWebText passages measured before and after.
+    func runPassages() throws {
+        let hp = try hyperparameters()
+        let bench = try PassageBenchmark.load(folder: data)
+        let edits = Array(bench.edits.dropFirst(offset).prefix(limit))
+        let others = Array(bench.edits.dropFirst(offset + edits.count).prefix(reservoir)).map(\.prompt)
+        let stderr = FileHandle.standardError
+        let (gemma, tokenizer) = try model.load()
+        let evaluation = try PassageEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: method, edits: edits,
+                                               kept: Array(bench.kept.prefix(kept ?? bench.kept.count)),
+                                               openWebText: Array(bench.openWebText.prefix(owt ?? bench.openWebText.count)),
+                                               reservoir: others)
+        evaluation.progress = { stderr.write(Data("\r\u{1B}[K\($0)".utf8)) }
+        var result = try evaluation.run()
         result.data = data
         stderr.write(Data("\n".utf8))
         let encoder = JSONEncoder()

@@ -34,8 +34,12 @@ public struct EditCase: Sendable, Equatable {
 
 public enum EditBenchmarkError: Error, CustomStringConvertible {
     case badLine(Int, String)
+    case unreadable(String)
     public var description: String {
-        switch self { case let .badLine(n, s): return "line \(n): \(s)" }
+        switch self {
+        case let .badLine(n, s): return "line \(n): \(s)"
+        case let .unreadable(path): return "cannot read \(path)"
+        }
     }
 }
 
