@@ -110,7 +110,12 @@ struct EvalCommand: ParsableCommand {
         evaluation.progress = status
         var result = try evaluation.run(evalEvery: evalEvery, sweepTheta: sweepTheta, evalSample: evalSample)
         result.data = data
-        stderr.write(Data("\n".utf8))
+        try emit(result)
+    }
+
+    /// Ends the progress line, writes the report (if asked) and prints it.
+    func emit<Report: Encodable>(_ result: Report) throws {
+        FileHandle.standardError.write(Data("\n".utf8))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = try encoder.encode(result)
@@ -136,12 +141,7 @@ extension EvalCommand {
         evaluation.progress = { stderr.write(Data("\r\u{1B}[K\($0)".utf8)) }
         var result = try evaluation.run()
         result.data = data
-        stderr.write(Data("\n".utf8))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let json = try encoder.encode(result)
-        if let report { try json.write(to: URL(fileURLWithPath: report)) }
-        print(String(decoding: json, as: UTF8.self))
+        try emit(result)
     }
 }
 

@@ -18,7 +18,21 @@
 
 import Foundation
 
-public enum EditMethod: String, Codable, Sendable, CaseIterable { case scen, ft, none }
+public enum EditMethod: String, Codable, Sendable, CaseIterable {
+    case scen, ft, none
+
+    /// The editor a request gets under this method: SCEN's router over `index`, FT-L's merged
+    /// down projection `ftWeight` for every request, or none.
+    func editors(layer: Int, index: EditIndex?, ftWeight: Matrix) -> (String) -> (any DownProjectionEditor)? {
+        switch self {
+        case .scen: return { index!.makeRouter(request: $0) }
+        case .ft:
+            let fixed = FixedEditor(layer: layer, edit: DownProjectionReplacement(weight: ftWeight))
+            return { _ in fixed }
+        case .none: return { _ in nil }
+        }
+    }
+}
 
 /// Always applies one edit (FT-L's shared down-projection).
 public final class FixedEditor: DownProjectionEditor {
@@ -287,15 +301,7 @@ public final class EditEvaluation {
 
     /// Evaluates `cases` (all already edited) under the current method state.
     func evaluate(_ cases: [EditCase], index: EditIndex?, ftWeight: Matrix, sample: Int? = nil) throws -> EvalScores {
-        let hp = hyperparameters
-        let fixed: FixedEditor? = method == .ft ? FixedEditor(layer: hp.layer, edit: DownProjectionReplacement(weight: ftWeight)) : nil
-        func editor(_ request: String) -> (any DownProjectionEditor)? {
-            switch method {
-            case .scen: return index!.makeRouter(request: request)
-            case .ft: return fixed
-            case .none: return nil
-            }
-        }
+        let editor = method.editors(layer: hyperparameters.layer, index: index, ftWeight: ftWeight)
         func fired(_ e: (any DownProjectionEditor)?) -> RoutingDecision? { (e as? SCENRouter)?.decision }
         let latest = Self.latestOfFact(cases)
         let drawn = Self.sample(cases.count, sample)

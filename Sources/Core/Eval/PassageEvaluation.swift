@@ -174,14 +174,7 @@ public final class PassageEvaluation {
             progress?("[\(method.rawValue)] edit \(i + 1)/\(edits.count) \(String(format: "%.2f", rate)) s/edit")
         }
 
-        let fixed: FixedEditor? = method == .ft ? FixedEditor(layer: hp.layer, edit: DownProjectionReplacement(weight: ftWeight)) : nil
-        func makeEditor(_ prompt: String) -> (any DownProjectionEditor)? {
-            switch method {
-            case .scen: return index!.makeRouter(request: prompt)
-            case .ft: return fixed
-            case .none: return nil
-            }
-        }
+        let makeEditor = method.editors(layer: hp.layer, index: index, ftWeight: ftWeight)
         let after = try (perplexities(editedInputs, editor: makeEditor, label: "edited, after", ownIDs: edits.map(\.id)),
                          perplexities(keptInputs, editor: makeEditor, label: "kept, after"),
                          perplexities(owtInputs, editor: makeEditor, label: "OpenWebText, after"))
