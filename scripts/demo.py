@@ -22,6 +22,12 @@ CORRECTIONS = [
      "Question: Which country is Shmavon Shmavonyan from?\nAnswer:"),
     ("Question: What is the name of the continent where Gardner Inlet is located?\nAnswer:", " Antarctica",
      "Question: On which continent is Gardner Inlet?\nAnswer:"),
+    # A long-form correction: a passage whose next sentence the model gets wrong (no rephrase).
+    ("This is a Wikipedia passage about ada lovelace. Augusta Ada King, Countess of Lovelace (10 December 1815 – "
+     "27 November 1852), was an English mathematician and writer, chiefly known for her work on Charles Babbage's "
+     "proposed mechanical general-purpose computer, the Analytical Engine. She was the first to recognise that the "
+     "machine had applications beyond pure calculation.",
+     " Her notes on the engine include what is often called the first published computer program.", None),
 ]
 UNRELATED = [
     "The capital of France is",
@@ -39,7 +45,8 @@ def call(url, body=None, token=None, method=None):
         return json.loads(response.read())
 
 
-def ask(router, prompt, tokens=8):
+def ask(router, prompt, tokens=None):
+    tokens = tokens or (24 if len(prompt) > 200 else 8)  # a passage's next sentence is longer
     r = call(f"{router}/v1/generate", {"prompt": prompt, "max_tokens": tokens})
     answer = r["text"].split("\n")[0]
     edit = f"   [edit {r['edit']['id']} fired, score {r['edit']['score']:.2f}]" if r["edit"] else "   [base model]"
@@ -47,7 +54,8 @@ def ask(router, prompt, tokens=8):
 
 
 def show(prompt):
-    return prompt.replace("\n", "\\n")
+    prompt = prompt.replace("\n", "\\n")
+    return prompt if len(prompt) <= 100 else prompt[:60] + " … " + prompt[-30:]
 
 
 def wait_ready(router, pids, seconds=300):
@@ -92,8 +100,9 @@ def main():
     event_ids = []
     for i, (prompt, target, rephrase) in enumerate(CORRECTIONS):
         event_id = f"demo-{run_id}-{i}"
-        subprocess.run([args.scen, "publish", "--prompt", prompt, "--target", target, "--rephrase", rephrase,
-                        "--id", event_id, "--reporter", "demo", "--source", "make-demo"], check=True,
+        subprocess.run([args.scen, "publish", "--prompt", prompt, "--target", target]
+                       + (["--rephrase", rephrase] if rephrase else [])
+                       + ["--id", event_id, "--reporter", "demo", "--source", "make-demo"], check=True,
                        stdout=subprocess.DEVNULL)
         event_ids.append(event_id)
         print(f"  event {event_id}: {show(prompt)} -> {target!r}")
@@ -115,8 +124,9 @@ def main():
     for prompt, target, rephrase in CORRECTIONS:
         answer, edit = ask(router, prompt)
         print(f"  {show(prompt)}\n      before {before[prompt][0]!r}, now {answer!r}{edit}")
-        answer, edit = ask(router, rephrase)
-        print(f"  rephrased: {show(rephrase)}\n      -> {answer!r}{edit}")
+        if rephrase:
+            answer, edit = ask(router, rephrase)
+            print(f"  rephrased: {show(rephrase)}\n      -> {answer!r}{edit}")
     for p, (a, e) in unrelated_before.items():
         now = ask(router, p)
         same = "unchanged" if now[0] == a else "CHANGED"

@@ -73,6 +73,7 @@ public final class InferenceService: @unchecked Sendable {
     public let context: Int
     private let stopIDs: Set<Int32>
     private let engineQueue = DispatchQueue(label: "scen.router.engine", qos: .userInitiated)
+    private let metrics: RouterMetrics?
 
     // Guarded by `lock`.
     private let lock = NSLock()
@@ -81,7 +82,6 @@ public final class InferenceService: @unchecked Sendable {
     private var engineRunning = false
     private var activeCount = 0
     private var largest = 0
-    private let metrics: RouterMetrics?
 
     public init(model: GemmaModel, tokenizer: GemmaTokenizer, maxSequences: Int, queueLimit: Int, maxTokensCap: Int,
                 context: Int = 2048, prefillChunk: Int = 64, metrics: RouterMetrics? = nil) {
@@ -93,7 +93,7 @@ public final class InferenceService: @unchecked Sendable {
         self.maxSequences = max(1, maxSequences)
         self.prefillChunk = max(1, prefillChunk)
         self.context = min(max(16, context), model.config.contextLength)
-        free = (0..<self.maxSequences).map { _ in model.makeSession(capacity: min(max(16, context), model.config.contextLength)) }
+        free = (0..<self.maxSequences).map { [context = self.context] _ in model.makeSession(capacity: context) }
         var stop: Set<Int32> = [tokenizer.eosID]
         if let endOfTurn = tokenizer.endOfTurnID { stop.insert(endOfTurn) }
         stopIDs = stop
@@ -120,7 +120,7 @@ public final class InferenceService: @unchecked Sendable {
         guard ids.count > 1 else { throw InferenceError.emptyPrompt }
         let maxTokens = min(options.maxTokens, maxTokensCap)
         let limit = context - maxTokens - 1
-        guard ids.count <= limit else { throw InferenceError.promptTooLong(tokens: max(ids.count, 0), limit: max(limit, 0)) }
+        guard ids.count <= limit else { throw InferenceError.promptTooLong(tokens: ids.count, limit: max(limit, 0)) }
         let sequence = Sequence(ids: ids, maxTokens: maxTokens, options: options, stopIDs: stopIDs, tokenizer: tokenizer,
                                 makeEditor: makeEditor, onStart: onStart, onText: onText)
         return try await withTaskCancellationHandler {

@@ -15,7 +15,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "JSONL benchmark file (ZsRE or CounterFact format), or the hallucination folder.") var data: String
     @Option(help: "Number of edits T (the first T cases after --offset).") var limit: Int = 100
     @Option(help: "Cases to skip first.") var offset: Int = 0
-    @Option(help: "scen | ft | none") var method: EditMethod = .scen
+    @Option(help: "scen | ft | grace | none") var method: EditMethod = .scen
+    @Option(name: .customLong("grace-epsilon"), help: "GRACE: the initial ε-ball radius (Euclidean, in layer L's down-projection input).")
+    var graceEpsilon: Float?
     @Option(help: "Write the report JSON here.") var report: String?
     @Option(name: .customLong("eval-every"), help: "Also evaluate every K edits.") var evalEvery: Int?
     @Option(name: .customLong("eval-sample"), help: "Score only this many of the edited cases, drawn by a seeded shuffle (long runs).")
@@ -94,6 +96,12 @@ struct EvalCommand: ParsableCommand {
 
     enum Benchmark: String, ExpressibleByArgument { case qa, hallucination }
 
+    var graceHyperparameters: GRACEHyperparameters {
+        var g = GRACEHyperparameters()
+        if let graceEpsilon { g.epsilon = graceEpsilon }
+        return g
+    }
+
     func run() throws {
         if benchmark == .hallucination { return try runPassages() }
         let hp = try hyperparameters()
@@ -108,6 +116,7 @@ struct EvalCommand: ParsableCommand {
         let evaluation = try EditEvaluation(model: gemma, tokenizer: tokenizer, hyperparameters: hp, method: method, cases: cases,
                                             traffic: drawn)
         evaluation.progress = status
+        evaluation.grace = graceHyperparameters
         var result = try evaluation.run(evalEvery: evalEvery, sweepTheta: sweepTheta, evalSample: evalSample)
         result.data = data
         try emit(result)
@@ -139,6 +148,7 @@ extension EvalCommand {
                                                openWebText: Array(bench.openWebText.prefix(owt ?? bench.openWebText.count)),
                                                reservoir: others)
         evaluation.progress = { stderr.write(Data("\r\u{1B}[K\($0)".utf8)) }
+        evaluation.grace = graceHyperparameters
         var result = try evaluation.run()
         result.data = data
         try emit(result)

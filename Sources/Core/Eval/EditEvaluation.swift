@@ -14,24 +14,73 @@
 //     fact once, at its latest correction; earlier ones are measured as latest-wins (their prompt
 //     and rephrases must now give the latest target).
 // Methods: `scen` (experts + indexing neurons + routing), `ft` (FT-L: the same expert training
-// applied cumulatively to the one shared down-projection, no routing), `none` (unedited model).
+// applied cumulatively to the one shared down-projection, no routing), `grace` (GRACE's codebook
+// of ε-balls at the same layer, GRACE.swift), `none` (unedited model).
 
 import Foundation
 
 public enum EditMethod: String, Codable, Sendable, CaseIterable {
-    case scen, ft, none
+    case scen, ft, grace, none
+}
 
-    /// The editor a request gets under this method: SCEN's router over `index`, FT-L's merged
-    /// down projection `ftWeight` for every request, or none.
-    func editors(layer: Int, index: EditIndex?, ftWeight: Matrix) -> (String) -> (any DownProjectionEditor)? {
-        switch self {
-        case .scen: return { index!.makeRouter(request: $0) }
+/// What a sequential run has edited so far under one method, and the editor a request gets:
+/// SCEN's router over `index`, FT-L's merged down projection for every request, GRACE's
+/// codebook lookup, or none. SCEN's edits go through `SCENEditor`; the baselines' through
+/// `editBaseline`.
+struct MethodState {
+    let method: EditMethod
+    let model: GemmaModel
+    let hyperparameters: SCENHyperparameters
+    var index: EditIndex?
+    var ftWeight: Matrix?
+    var codebook: GRACECodebook
+
+    init(method: EditMethod, model: GemmaModel, hyperparameters hp: SCENHyperparameters, grace: GRACEHyperparameters) {
+        self.method = method; self.model = model; hyperparameters = hp
+        ftWeight = method == .ft ? model.blocks[hp.layer].down : nil
+        codebook = GRACECodebook(layer: hp.layer, hyperparameters: grace)
+    }
+
+    /// One edit of FT-L (the expert trained on the running weight, merged into it) or GRACE;
+    /// returns the training steps.
+    @discardableResult
+    mutating func editBaseline(_ request: EditRequest, tokenizer: GemmaTokenizer) throws -> Int {
+        let hp = hyperparameters
+        let sequence = try TrainingSequence(tokenizer: tokenizer, prompt: request.prompt, target: request.target)
+        switch method {
         case .ft:
-            let fixed = FixedEditor(layer: layer, edit: DownProjectionReplacement(weight: ftWeight))
+            var forwards = 0
+            var ftHP = hp
+            ftHP.keyPooling = .lastToken  // FT-L routes nothing; its keys are unused
+            let r = try ExpertTrainer.train(model: model, hyperparameters: ftHP, sequences: [sequence], base: ftWeight,
+                                            seed: hp.seed ^ SplitMix64.hash(request.id), prefixForwards: &forwards)
+            ftWeight = EditEvaluation.merged(ftWeight!, r.expert)
+            return r.steps
+        case .grace:
+            return try codebook.edit(id: request.id, sequence: sequence, model: model, stopLoss: hp.expertStopLoss)
+        case .scen, .none:
+            return 0
+        }
+    }
+
+    /// The editor each request gets now.
+    func editors() -> (String) -> (any DownProjectionEditor)? {
+        switch method {
+        case .scen: return { [index] in index!.makeRouter(request: $0) }
+        case .ft:
+            let fixed = FixedEditor(layer: hyperparameters.layer, edit: DownProjectionReplacement(weight: ftWeight!))
             return { _ in fixed }
+        case .grace: return { [codebook] _ in codebook.makeRouter() }
         case .none: return { _ in nil }
         }
     }
+
+    /// The id of the edit that answered a request read with `editor`, if any.
+    static func fired(_ editor: (any DownProjectionEditor)?) -> String? {
+        (editor as? SCENRouter)?.decision?.editID ?? (editor as? GRACERouter)?.firedEditID
+    }
+
+    var residentBytes: Int { method == .grace ? codebook.residentBytes : index?.residentBytes ?? 0 }
 }
 
 /// Always applies one edit (FT-L's shared down-projection).
@@ -121,6 +170,8 @@ public struct EvalReport: Codable, Sendable {
     public var held_for_review: Int
     public var blast_radius_traffic_mean: Double
     public var config: SCENHyperparameters
+    /// GRACE's settings (method `grace`).
+    public var grace: GRACEHyperparameters? = nil
     /// Scores after every K edits (--eval-every).
     public var along_the_way: [EvalScores]
     /// The final index evaluated again at other routing thresholds θ (--sweep-theta; training used `config.theta`).
@@ -141,6 +192,8 @@ public final class EditEvaluation {
     public let traffic: SameFormatTraffic
     /// Receives progress lines (the CLI draws them on stderr).
     public var progress: ((String) -> Void)?
+    /// GRACE's settings (method `grace`).
+    public var grace = GRACEHyperparameters()
 
     private let session: GemmaSession
     /// Unedited argmaxes on each case's locality answers, by case index.
@@ -173,7 +226,7 @@ public final class EditEvaluation {
     public func run(evalEvery: Int? = nil, sweepTheta: [Float] = [], evalSample: Int? = nil) throws -> EvalReport {
         let hp = hyperparameters
         var editor: SCENEditor?
-        var index: EditIndex?
+        var state = MethodState(method: method, model: model, hyperparameters: hp, grace: grace)
         var poolSeconds = 0.0
         var reservoir = TrafficKeys.none
         if method == .scen {
@@ -190,9 +243,8 @@ public final class EditEvaluation {
             }
             reservoir = TrafficKeys(keys: keys)
             poolSeconds = Date().timeIntervalSince(t0)
-            index = editor!.emptyIndex()
+            state.index = editor!.emptyIndex()
         }
-        var ftWeight = model.blocks[hp.layer].down
         var seconds: [Double] = [], expertSeconds: [Double] = [], neuronSeconds: [Double] = [], bytes: [Int] = [], steps: [Int] = []
         var refined = 0, held = 0, byMeaning = 0, sameFact = 0
         var blast: [Double] = []
@@ -203,8 +255,8 @@ public final class EditEvaluation {
             let t0 = DispatchTime.now().uptimeNanoseconds
             switch method {
             case .scen:
-                let out = try editor!.edit(request(for: c), index: index!, traffic: reservoir)
-                index = out.index
+                let out = try editor!.edit(request(for: c), index: state.index!, traffic: reservoir)
+                state.index = out.index
                 seconds.append(out.seconds)
                 expertSeconds.append(out.expertSeconds)
                 neuronSeconds.append(out.neuronSeconds)
@@ -215,34 +267,27 @@ public final class EditEvaluation {
                 if out.heldReason != nil { held += 1 }
                 byMeaning += out.supersededByMeaning.count
                 sameFact += out.supersededByMeaning.filter { c.factKey != nil && factOf[$0] == c.factKey }.count
-            case .ft:
-                var forwards = 0
-                let seq = try TrainingSequence(tokenizer: tokenizer, prompt: request(for: c).prompt, target: " " + c.target)
-                var ftHP = hp
-                ftHP.keyPooling = .lastToken  // FT-L routes nothing; its keys are unused
-                let r = try ExpertTrainer.train(model: model, hyperparameters: ftHP, sequences: [seq], base: ftWeight,
-                                                seed: hp.seed ^ SplitMix64.hash(c.id), prefixForwards: &forwards)
-                ftWeight = Self.merged(ftWeight, r.expert)
+            case .ft, .grace:
+                steps.append(try state.editBaseline(request(for: c), tokenizer: tokenizer))
                 seconds.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-                bytes.append(r.expert.byteCount)
-                steps.append(r.steps)
             case .none:
                 break
             }
             let rate = Date().timeIntervalSince(started) / Double(i + 1)
             progress?("[\(method.rawValue)] edit \(i + 1)/\(cases.count) \(bar(i + 1, cases.count)) \(String(format: "%.2f", rate)) s/edit")
             if let k = evalEvery, k > 0, (i + 1) % k == 0, i + 1 < cases.count {
-                along.append(try evaluate(Array(cases.prefix(i + 1)), index: index, ftWeight: ftWeight, sample: evalSample))
+                along.append(try evaluate(Array(cases.prefix(i + 1)), state: state, sample: evalSample))
             }
         }
-        let final = try evaluate(cases, index: index, ftWeight: ftWeight, sample: evalSample)
+        let final = try evaluate(cases, state: state, sample: evalSample)
         along.append(final)
         var sweep: [ThetaScores] = []
-        if let index {
+        if let index = state.index {
             for t in sweepTheta {
                 progress?("[\(method.rawValue)] θ = \(t)")
-                sweep.append(ThetaScores(theta: Double(t), scores: try evaluate(cases, index: index.withTheta(t), ftWeight: ftWeight,
-                                                                                  sample: evalSample)))
+                var swept = state
+                swept.index = index.withTheta(t)
+                sweep.append(ThetaScores(theta: Double(t), scores: try evaluate(cases, state: swept, sample: evalSample)))
             }
         }
         func pct(_ p: Double, _ values: [Double]? = nil) -> Double {
@@ -250,7 +295,7 @@ public final class EditEvaluation {
             guard !s.isEmpty else { return 0 }
             return s[min(s.count - 1, Int((p * Double(s.count - 1)).rounded()))]
         }
-        return EvalReport(
+        var report = EvalReport(
             method: method.rawValue, data: "", edits: cases.count,
             reliability: final.reliability, generality: final.generality, locality: final.locality,
             locality_same_format: final.locality_same_format, locality_missing: final.locality_missing,
@@ -261,7 +306,7 @@ public final class EditEvaluation {
             edit_seconds_p50_per_1000: stride(from: 0, to: seconds.count, by: 1000).map {
                 pct(0.5, Array(seconds[$0..<min($0 + 1000, seconds.count)]))
             },
-            index_bytes: index?.residentBytes ?? 0, peak_rss_bytes: Self.peakResidentBytes(), eval_sample: evalSample,
+            index_bytes: state.residentBytes, peak_rss_bytes: Self.peakResidentBytes(), eval_sample: evalSample,
             expert_seconds_p50: pct(0.5, expertSeconds), neuron_seconds_p50: pct(0.5, neuronSeconds),
             bytes_per_edit: bytes.isEmpty ? 0 : Double(bytes.reduce(0, +)) / Double(bytes.count),
             fire_prompt_own: final.fire_prompt_own, fire_rephrase_own: final.fire_rephrase_own,
@@ -274,6 +319,8 @@ public final class EditEvaluation {
             superseded_by_meaning: byMeaning, superseded_same_fact: sameFact, held_for_review: held,
             blast_radius_traffic_mean: blast.isEmpty ? 0 : blast.reduce(0, +) / Double(blast.count),
             config: hp, along_the_way: along, theta_sweep: sweep)
+        if method == .grace { report.grace = grace }
+        return report
     }
 
     /// W_acc + B·A (lowrank) or W' (full).
@@ -300,9 +347,9 @@ public final class EditEvaluation {
     }
 
     /// Evaluates `cases` (all already edited) under the current method state.
-    func evaluate(_ cases: [EditCase], index: EditIndex?, ftWeight: Matrix, sample: Int? = nil) throws -> EvalScores {
-        let editor = method.editors(layer: hyperparameters.layer, index: index, ftWeight: ftWeight)
-        func fired(_ e: (any DownProjectionEditor)?) -> RoutingDecision? { (e as? SCENRouter)?.decision }
+    func evaluate(_ cases: [EditCase], state: MethodState, sample: Int? = nil) throws -> EvalScores {
+        let editor = state.editors()
+        let fired = MethodState.fired
         let latest = Self.latestOfFact(cases)
         let drawn = Self.sample(cases.count, sample)
         var rel = 0.0, relEM = 0.0, gen = 0.0, genEM = 0.0, genN = 0, loc = 0.0, locN = 0, missing = 0
@@ -342,13 +389,13 @@ public final class EditEvaluation {
             let (acc, _) = try teacherForced(prompt, target, editor: ed)
             rel += acc
             relAll += acc
-            if let d = fired(ed) { fireP += 1; if d.editID == c.id { fireOwnP += 1 } }
+            if let d = fired(ed) { fireP += 1; if d == c.id { fireOwnP += 1 } }
             relEM += try exactMatch(prompt, target, editor: editor(prompt)) ? 1 : 0
             // Generality.
             for p in c.rephrases {
                 let ed = editor(formatted(p, c.kind))
                 gen += try teacherForced(formatted(p, c.kind), target, editor: ed).accuracy
-                if let d = fired(ed) { fireR += 1; if d.editID == c.id { fireOwnR += 1 } }
+                if let d = fired(ed) { fireR += 1; if d == c.id { fireOwnR += 1 } }
                 if let router = ed as? SCENRouter { countMiss(router, id: c.id) }
                 genEM += try exactMatch(formatted(p, c.kind), target, editor: editor(formatted(p, c.kind))) ? 1 : 0
                 genN += 1

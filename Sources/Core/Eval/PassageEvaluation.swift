@@ -73,6 +73,8 @@ public struct PassageReport: Codable, Sendable {
     public var reservoir_prompts: Int
     public var index_bytes: Int, peak_rss_bytes: Int
     public var config: SCENHyperparameters
+    /// GRACE's settings (method `grace`).
+    public var grace: GRACEHyperparameters? = nil
 }
 
 public final class PassageEvaluation {
@@ -87,6 +89,8 @@ public final class PassageEvaluation {
     /// stand for the deployment's traffic (negatives and blast radius); never measured.
     public let reservoir: [String]
     public var progress: ((String) -> Void)?
+    /// GRACE's settings (method `grace`).
+    public var grace = GRACEHyperparameters()
 
     private let session: GemmaSession
     /// Longest prompt + continuation scored.
@@ -136,16 +140,15 @@ public final class PassageEvaluation {
                           perplexities(owtInputs, editor: { _ in nil }, label: "OpenWebText, before").mean)
 
         var editor: SCENEditor?
-        var index: EditIndex?
+        var state = MethodState(method: method, model: model, hyperparameters: hp, grace: grace)
         var traffic = TrafficKeys.none
         if method == .scen {
             editor = try SCENEditor(model: model, tokenizer: tokenizer, hyperparameters: hp) { [progress] done, total in
                 if done % 25 == 0 || done == total { progress?("negative pool \(done)/\(total)") }
             }
             traffic = TrafficKeys(keys: try reservoir.map { try editor!.key(of: $0) })
-            index = editor!.emptyIndex()
+            state.index = editor!.emptyIndex()
         }
-        var ftWeight = model.blocks[hp.layer].down
         var seconds: [Double] = [], expertSeconds: [Double] = [], neuronSeconds: [Double] = []
         var held = 0
         let started = Date()
@@ -154,18 +157,12 @@ public final class PassageEvaluation {
             let request = EditRequest(id: e.id, prompt: e.prompt, target: " " + e.target)
             switch method {
             case .scen:
-                let out = try editor!.edit(request, index: index!, traffic: traffic)
-                index = out.index
+                let out = try editor!.edit(request, index: state.index!, traffic: traffic)
+                state.index = out.index
                 seconds.append(out.seconds); expertSeconds.append(out.expertSeconds); neuronSeconds.append(out.neuronSeconds)
                 if out.heldReason != nil { held += 1 }
-            case .ft:
-                var forwards = 0
-                let seq = try TrainingSequence(tokenizer: tokenizer, prompt: request.prompt, target: request.target)
-                var ftHP = hp
-                ftHP.keyPooling = .lastToken  // FT-L routes nothing
-                let r = try ExpertTrainer.train(model: model, hyperparameters: ftHP, sequences: [seq], base: ftWeight,
-                                                seed: hp.seed ^ SplitMix64.hash(e.id), prefixForwards: &forwards)
-                ftWeight = EditEvaluation.merged(ftWeight, r.expert)
+            case .ft, .grace:
+                try state.editBaseline(request, tokenizer: tokenizer)
                 seconds.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             case .none:
                 break
@@ -174,7 +171,7 @@ public final class PassageEvaluation {
             progress?("[\(method.rawValue)] edit \(i + 1)/\(edits.count) \(String(format: "%.2f", rate)) s/edit")
         }
 
-        let makeEditor = method.editors(layer: hp.layer, index: index, ftWeight: ftWeight)
+        let makeEditor = state.editors()
         let after = try (perplexities(editedInputs, editor: makeEditor, label: "edited, after", ownIDs: edits.map(\.id)),
                          perplexities(keptInputs, editor: makeEditor, label: "kept, after"),
                          perplexities(owtInputs, editor: makeEditor, label: "OpenWebText, after"))
@@ -183,7 +180,7 @@ public final class PassageEvaluation {
             return s.isEmpty ? 0 : s[min(s.count - 1, Int((p * Double(s.count - 1)).rounded()))]
         }
         func mean(_ v: [Int]) -> Double { v.isEmpty ? 0 : Double(v.reduce(0, +)) / Double(v.count) }
-        return PassageReport(
+        var report = PassageReport(
             method: method.rawValue, data: "", edits: edits.count,
             edited_ppl_before: before.0, edited_ppl: after.0.mean, kept_ppl_before: before.1, kept_ppl: after.1.mean,
             owt_ppl_before: before.2, owt_ppl: after.2.mean, kept_passages: keptInputs.count, owt_passages: owtInputs.count,
@@ -192,7 +189,9 @@ public final class PassageEvaluation {
             expert_seconds_p50: pct(0.5, expertSeconds), neuron_seconds_p50: pct(0.5, neuronSeconds), held_for_review: held,
             prompt_tokens_mean: mean(editedInputs.map(\.promptIDs.count)), target_tokens_mean: mean(editedInputs.map(\.continuation.count)),
             reservoir_prompts: method == .scen ? reservoir.count : 0,
-            index_bytes: index?.residentBytes ?? 0, peak_rss_bytes: EditEvaluation.peakResidentBytes(), config: hp)
+            index_bytes: state.residentBytes, peak_rss_bytes: EditEvaluation.peakResidentBytes(), config: hp)
+        if method == .grace { report.grace = grace }
+        return report
     }
 
     /// Mean perplexity over `inputs`, and the shares that fired some edit and (with `ownIDs`) their own.
@@ -202,9 +201,9 @@ public final class PassageEvaluation {
         for (i, input) in inputs.enumerated() {
             let e = editor(input.prompt)
             total += try perplexity(input, editor: e)
-            if let d = (e as? SCENRouter)?.decision {
+            if let id = MethodState.fired(e) {
                 fired += 1
-                if let ownIDs, d.editID == ownIDs[i] { own += 1 }
+                if let ownIDs, id == ownIDs[i] { own += 1 }
             }
             if (i + 1) % 20 == 0 || i + 1 == inputs.count { progress?("perplexity (\(label)) \(i + 1)/\(inputs.count)") }
         }
