@@ -50,6 +50,17 @@ struct RouterCommand: AsyncParsableCommand {
                                discussion: "A uniform sample of the prompts' routing keys (never their text), stored in PostgreSQL (traffic_keys) every 5 s; the trainer trains new indexing neurons against them and holds an edit that would answer too much of them."))
     var trafficReservoir: Int?
 
+    func validate() throws {
+        // Every correction ingest accepts must fit a sequence, with room to answer.
+        guard context >= CorrectionLimits.editTokens + maxTokensCap else {
+            throw ValidationError("--context \(context) cannot hold a correction's \(CorrectionLimits.editTokens) tokens "
+                                  + "plus --max-tokens-cap \(maxTokensCap)")
+        }
+        guard maxSequences >= 1, prefillChunk >= 1, queueLimit >= 0 else {
+            throw ValidationError("--max-sequences and --prefill-chunk must be at least 1, --queue-limit at least 0")
+        }
+    }
+
     func run() async throws {
         var logger = Logger(label: "scen-router")
         logger.logLevel = .info

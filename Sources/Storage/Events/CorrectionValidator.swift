@@ -46,9 +46,9 @@ public struct CorrectionLimits: Sendable, Equatable {
     public var contextTokens: Int
 
     /// The most tokens (BOS + prompt + target) of one correction, whatever the model could read:
-    /// training memory and time grow with the square of the length, and the router serves
-    /// 4,096-token contexts. Ingest dead-letters longer events (`over_context`); the trainer
-    /// refuses longer jobs.
+    /// training memory and time grow with the square of the length. Ingest dead-letters longer
+    /// events (`over_context`), the trainer refuses longer jobs, and the router refuses to start
+    /// with sequences (`--context`) too short for one plus its longest answer.
     public static let editTokens = 1_024
 
     public init(contextTokens: Int) { self.contextTokens = contextTokens }
