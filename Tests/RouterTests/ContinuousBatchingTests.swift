@@ -68,7 +68,7 @@ struct ContinuousBatchingTests {
         GenerationOptions(maxTokens: 12 + i % 5, sampling: i % 2 == 0 ? .greedy : SamplingParameters(temperature: 0.9, topP: 0.95, seed: UInt64(i)))
     }
 
-    /// 12 requests at once (up to 12 sequences per decode step, four kinds of edit, greedy and
+    /// 12 requests at once (up to 12 sequences per decode step, three kinds of edit, greedy and
     /// sampled) give the same tokens as each request alone.
     @Test func answersDoNotDependOnTheBatch() async throws {
         let (model, tokenizer) = (try ModelTestEnvironment.model.get(), try ModelTestEnvironment.tokenizer.get())
