@@ -48,8 +48,8 @@ def call(url, body=None, token=None, method=None):
 def ask(router, prompt, tokens=None):
     tokens = tokens or (24 if len(prompt) > 200 else 8)  # a passage's next sentence is longer
     r = call(f"{router}/v1/generate", {"prompt": prompt, "max_tokens": tokens})
-    # A question's answer is its first line; a passage's continuation is shown whole.
-    answer = r["text"].split("\n")[0] if tokens <= 8 else r["text"].replace("\n", "\\n")
+    # A question's answer is its first line; a passage's continuation is shown whole (as a repr).
+    answer = r["text"].split("\n")[0] if tokens <= 8 else r["text"]
     edit = f"   [edit {r['edit']['id']} fired, score {r['edit']['score']:.2f}]" if r["edit"] else "   [base model]"
     return answer, edit
 
