@@ -1,5 +1,6 @@
-// `scen eval`: the sequential-editing benchmark (Core/Eval/EditEvaluation.swift) on a JSONL file
-// of /work/shared/data's format. Progress on stderr; the report JSON is written to --report and
+// `scen eval`: the sequential-editing benchmark (Core/Eval/EditEvaluation.swift) on a normalised
+// JSONL file (EditBenchmark.swift), or the long-form passage benchmark on a folder
+// (PassageEvaluation.swift). Progress on stderr; the report JSON is written to --report and
 // printed as the last line of stdout.
 
 import ArgumentParser

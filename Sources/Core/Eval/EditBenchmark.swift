@@ -1,4 +1,4 @@
-// Editing benchmarks in the normalised JSONL of /work/shared/data (one case per line): ZsRE
+// Editing benchmarks as normalised JSONL (one case per line; fields below): ZsRE
 // (`locality_prompt`, questions to template) and CounterFact (`locality_prompts`, completions),
 // told apart by their fields.
 

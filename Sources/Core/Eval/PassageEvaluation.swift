@@ -12,7 +12,9 @@
 
 import Foundation
 
-/// The three files of `../shared/data/hallucination/` (see its README).
+/// The benchmark's three files in one folder: `hallucination-edits.jsonl` (id, prompt, target,
+/// concept per line), `hall_accurates.json` ([{text, labels, concept}]) and
+/// `hall_open_webtext.json` ([{text}]).
 public struct PassageBenchmark: Sendable {
     public struct Edit: Sendable {
         public var id: String, prompt: String, target: String, concept: String

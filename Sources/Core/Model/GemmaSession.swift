@@ -132,8 +132,8 @@ public final class GemmaSession {
     /// becomes the active edit, applied to these tokens and all later ones.
     @discardableResult
     public func prefill(_ ids: [Int32], editor: (any DownProjectionEditor)? = nil) throws -> [Float] {
-        try run(ids, outputRows: [ids.count - 1], editor: editor)
-        return Array(UnsafeBufferPointer(start: logits, count: config.vocabSize))
+        try prefillInPlace(ids, editor: editor)
+        return withLastLogits { Array($0) }
     }
 
     /// Like `prefill(_:editor:)`, returning the logits of the rows `logitRows` (indices into
